@@ -1,0 +1,44 @@
+# voxflow — `make demo` runs the whole pipeline on the embedded stack, `make test` runs the tests.
+# Both install what they need first (Debian tools if root, then a .venv).
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+SYSTEM_TOOLS := espeak-ng ffmpeg
+
+.PHONY: install system-deps demo test test-unit bench-cloning schemas clean
+
+install: system-deps $(VENV)/.installed
+
+system-deps:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing$$missing (Debian packages)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "voxflow needs:$$missing — run: sudo apt-get install$$missing" >&2; exit 1; fi; \
+	fi
+
+# resemblyzer pins webrtcvad, whose import needs the removed pkg_resources: webrtcvad-wheels
+# (a dependency in pyproject) provides the same module, so resemblyzer goes in without its pins.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --no-deps resemblyzer==0.1.4
+	touch $@
+
+demo: install
+	$(BIN)/voxflow demo
+
+test: install
+	$(BIN)/python -m pytest
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit
+
+schemas: install
+	$(BIN)/voxflow schemas export docs/schemas
+
+clean:
+	rm -rf $(VENV) .voxflow out .pytest_cache

@@ -1,0 +1,334 @@
+"""The `voxflow` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import sys
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+from infra.settings import Settings
+
+
+def _run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def _echo_json(document) -> None:
+    click.echo(json.dumps(document, indent=2, default=str))
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """voxflow: consent-gated, watermarked, audited voice cloning on Kafka."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    ctx.obj = Settings()
+
+
+# --- stack ----------------------------------------------------------------------------------
+
+@main.group()
+def stack() -> None:
+    """The embedded stack: Tansu broker, PostgreSQL 18, local object store (no Docker)."""
+
+
+def _embedded(settings: Settings):
+    from infra.embedded import EmbeddedStack
+
+    return EmbeddedStack(settings.data_dir)
+
+
+@stack.command("up")
+@click.pass_obj
+def stack_up(settings: Settings) -> None:
+    """Start the embedded services, create the topics and apply migrations."""
+    from streams.session import prepare_stack
+
+    status = _embedded(settings).up()
+    _run(prepare_stack(settings))
+    _echo_json(status.as_dict())
+
+
+@stack.command("down")
+@click.pass_obj
+def stack_down(settings: Settings) -> None:
+    """Stop the embedded services (Postgres and object-store data stay in the data dir)."""
+    _embedded(settings).down()
+    click.echo("stack stopped")
+
+
+@stack.command("status")
+@click.pass_obj
+def stack_status(settings: Settings) -> None:
+    _echo_json(_embedded(settings).status().as_dict())
+
+
+# --- topics, worker ---------------------------------------------------------------------------
+
+@main.command()
+@click.option("--create", is_flag=True, help="Create missing topics.")
+@click.pass_obj
+def topics(settings: Settings, create: bool) -> None:
+    """List voxflow's topics (and create missing ones with --create)."""
+    from infra.kafka import ensure_topics, list_topics
+    from streams.topics import ALL_TOPICS
+
+    if create:
+        created = _run(ensure_topics(settings.kafka_bootstrap, ALL_TOPICS, partitions=settings.topic_partitions,
+                                     replication=settings.topic_replication))
+        click.echo(f"created: {', '.join(created) or 'none (all exist)'}")
+    existing = set(_run(list_topics(settings.kafka_bootstrap)))
+    for name in ALL_TOPICS:
+        click.echo(f"{'✓' if name in existing else '✗'} {name}")
+
+
+@main.command()
+@click.pass_obj
+def worker(settings: Settings) -> None:
+    """Run the Faust worker: every stage agent, until interrupted."""
+    from streams.worker import run_worker_forever
+
+    run_worker_forever(settings)
+
+
+# --- producing and consuming ------------------------------------------------------------------
+
+@main.command()
+@click.argument("audio", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--voice", "voice_id", required=True)
+@click.option("--tenant", "tenant_id", default="default", show_default=True)
+@click.pass_obj
+def upload(settings: Settings, audio: Path, voice_id: str, tenant_id: str) -> None:
+    """Put a voice sample in the object store, then produce sample.uploaded."""
+    from streams.session import client_session
+    from streams.client import upload_sample
+
+    async def go():
+        async with client_session(settings) as session:
+            return await upload_sample(session.store, session.publisher, data=audio.read_bytes(),
+                                       filename=audio.name, tenant_id=tenant_id, voice_id=voice_id)
+
+    _echo_json(_run(go()).model_dump(mode="json"))
+
+
+@main.command()
+@click.argument("source", type=click.File("rb"), default="-")
+@click.pass_obj
+def produce(settings: Settings, source) -> None:
+    """Validate JSON events (one per line, or one document) and produce each to its topic."""
+    from schemas import parse_event
+    from schemas.errors import SchemaError
+    from streams.session import client_session
+
+    text = source.read().decode()
+    lines = [text] if text.lstrip().startswith("{") and "\n{" not in text.strip() else text.splitlines()
+    try:
+        parsed = [parse_event(line) for line in lines if line.strip()]
+    except SchemaError as error:
+        raise click.ClickException(f"not produced: {error}") from error
+
+    async def go():
+        async with client_session(settings, with_store=False) as session:
+            for event in parsed:
+                await session.publisher.publish(event)
+
+    _run(go())
+    for event in parsed:
+        click.echo(f"produced {event.type} {event.event_id}")
+
+
+@main.command()
+@click.argument("topic_names", nargs=-1)
+@click.option("--follow", is_flag=True, help="Keep waiting for new events.")
+@click.option("--idle-timeout", default=2.0, show_default=True, help="Seconds without events before stopping.")
+@click.pass_obj
+def consume(settings: Settings, topic_names: tuple[str, ...], follow: bool, idle_timeout: float) -> None:
+    """Print events from topics (default: voxflow.results) as JSON lines, from the beginning."""
+    from infra.kafka import consume as consume_topics
+    from streams.topics import RESULTS
+
+    async def go():
+        async for topic, partition, offset, _key, value in consume_topics(
+            settings.kafka_bootstrap, list(topic_names) or [RESULTS], idle_timeout_s=None if follow else idle_timeout
+        ):
+            click.echo(json.dumps({"topic": topic, "partition": partition, "offset": offset,
+                                   "event": _json_or_text(value)}))
+
+    _run(go())
+
+
+def _json_or_text(value: bytes):
+    try:
+        return json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return value.decode("utf-8", errors="replace")
+
+
+# --- consent ----------------------------------------------------------------------------------
+
+@main.group()
+def consent() -> None:
+    """Owner keys, signed consent and revocation."""
+
+
+@consent.command("keygen")
+@click.argument("key_file", type=click.Path(dir_okay=False, path_type=Path))
+def consent_keygen(key_file: Path) -> None:
+    """Create an Ed25519 owner key (raw private key, base64) and print its public key."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    from streams.client import public_key_base64
+
+    if key_file.exists():
+        raise click.ClickException(f"{key_file} exists; not overwriting an owner key")
+    private_key = Ed25519PrivateKey.generate()
+    raw = private_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    key_file.write_text(base64.b64encode(raw).decode() + "\n")
+    key_file.chmod(0o600)
+    click.echo(public_key_base64(private_key))
+
+
+def _load_owner_key(key_file: Path):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    try:
+        return Ed25519PrivateKey.from_private_bytes(base64.b64decode(key_file.read_text().strip()))
+    except ValueError as error:
+        raise click.ClickException(f"{key_file} is not an owner key made by `voxflow consent keygen`") from error
+
+
+@consent.command("grant")
+@click.option("--voice", "voice_id", required=True)
+@click.option("--tenant", "tenant_id", default="default", show_default=True)
+@click.option("--owner", "owner_id", required=True)
+@click.option("--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--purpose", "purposes", multiple=True, required=True)
+@click.option("--language", "languages", multiple=True, default=("en",), show_default=True)
+@click.option("--days", default=365, show_default=True, help="Valid for this many days.")
+@click.option("--max-uses", type=int, default=None)
+@click.option("--statement", required=True, help="The consent statement the owner agreed to (and spoke).")
+@click.pass_obj
+def consent_grant(settings: Settings, voice_id, tenant_id, owner_id, key_file, purposes, languages, days, max_uses,
+                  statement) -> None:
+    """Sign a consent document with the owner's key and produce consent.granted."""
+    from streams.client import signed_consent
+    from streams.session import client_session
+
+    event = signed_consent(_load_owner_key(key_file), tenant_id=tenant_id, voice_id=voice_id, owner_id=owner_id,
+                           purposes=list(purposes), languages=list(languages), statement_text=statement,
+                           valid_for=timedelta(days=days), max_uses=max_uses)
+
+    async def go():
+        async with client_session(settings, with_store=False) as session:
+            await session.publisher.publish(event)
+
+    _run(go())
+    _echo_json(event.model_dump(mode="json"))
+
+
+@consent.command("revoke")
+@click.option("--voice", "voice_id", required=True)
+@click.option("--tenant", "tenant_id", default="default", show_default=True)
+@click.option("--consent-id", required=True, type=click.UUID)
+@click.option("--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_obj
+def consent_revoke(settings: Settings, voice_id, tenant_id, consent_id: uuid.UUID, key_file: Path) -> None:
+    """Sign a revocation with the owner's key and produce consent.revoked."""
+    from streams.client import signed_revocation
+    from streams.session import client_session
+
+    event = signed_revocation(_load_owner_key(key_file), tenant_id=tenant_id, voice_id=voice_id,
+                              consent_id=consent_id)
+
+    async def go():
+        async with client_session(settings, with_store=False) as session:
+            await session.publisher.publish(event)
+
+    _run(go())
+    _echo_json(event.model_dump(mode="json"))
+
+
+# --- audit, schemas, analyze, demo ------------------------------------------------------------
+
+@main.group()
+def audit() -> None:
+    """The hash-chained audit log."""
+
+
+@audit.command("verify")
+@click.pass_obj
+def audit_verify(settings: Settings) -> None:
+    """Recompute the whole chain; exit 1 and name the first bad entry if it was tampered with."""
+    from streams.auditing import verify_audit_log
+
+    verification = _run(verify_audit_log(settings))
+    _echo_json(verification._asdict() if hasattr(verification, "_asdict") else vars(verification))
+    if not verification.valid:
+        sys.exit(1)
+
+
+@audit.command("replay")
+@click.option("--after", default=0, show_default=True, help="Start after this sequence number.")
+@click.option("--voice", "voice_id", default=None, help="Only records about this voice.")
+@click.pass_obj
+def audit_replay(settings: Settings, after: int, voice_id: str | None) -> None:
+    """Print audit records in chain order as JSON lines."""
+    from streams.auditing import read_audit_log
+
+    for entry in _run(read_audit_log(settings, after_sequence=after)):
+        if voice_id is None or entry.record.get("voice_id") == voice_id:
+            click.echo(json.dumps({"sequence": entry.sequence, "hash": entry.record_hash, "record": entry.record}))
+
+
+@main.group()
+def schemas() -> None:
+    """Event schemas."""
+
+
+@schemas.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def schemas_export(directory: Path) -> None:
+    """Write JSON Schema for every event type (for producers in other languages)."""
+    from schemas import export_json_schemas
+
+    for path in export_json_schemas(directory):
+        click.echo(str(path))
+
+
+@main.command()
+@click.argument("audio", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_obj
+def analyze(settings: Settings, audio: Path) -> None:
+    """Quality-gate a file locally and check it for a voxflow watermark."""
+    from processors.analysis import analyze_audio
+
+    _echo_json(analyze_audio(audio.read_bytes(), settings.watermark_key()))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option("--out", "out_dir", default="out/demo", show_default=True, type=click.Path(path_type=Path))
+@click.option("--keep-stack", is_flag=True, help="Leave the embedded stack running afterwards.")
+@click.pass_obj
+def demo(settings: Settings, as_json: bool, out_dir: Path, keep_stack: bool) -> None:
+    """End to end on the embedded stack: upload, consent, adapt, synthesise ×3, verify, tear down."""
+    from streams.demo import run_demo
+
+    summary = run_demo(settings, out_dir=out_dir, keep_stack=keep_stack)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        for key, value in summary.items():
+            click.echo(f"{key:>24}: {value}")
+    if not summary["ok"]:
+        sys.exit(1)

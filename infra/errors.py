@@ -1,0 +1,61 @@
+"""Named errors raised by voxflow's infrastructure code (clients, stores, the embedded stack)."""
+
+
+class InfraError(Exception):
+    """Base for every voxflow infrastructure error."""
+
+
+class DatabaseUnavailable(InfraError):
+    """Postgres cannot be reached."""
+
+
+class MigrationError(InfraError):
+    """A schema migration failed to apply."""
+
+
+class ObjectStoreError(InfraError):
+    """The object store could not complete a request."""
+
+
+class ObjectNotFound(ObjectStoreError):
+    """No object exists at the key."""
+
+
+class InvalidObjectKey(ObjectStoreError):
+    """The key is empty, absolute or climbs out of the store."""
+
+
+class ObjectStoreUnavailable(ObjectStoreError):
+    """The object store did not answer or failed; worth retrying."""
+
+
+class StackError(InfraError):
+    """The embedded broker/Postgres stack could not be managed."""
+
+
+class StackConfigError(StackError):
+    """The embedded stack was configured inconsistently."""
+
+
+class BinaryNotFoundError(StackError):
+    """A server binary the embedded stack needs is not installed."""
+
+
+class PortInUseError(StackError):
+    """A port the embedded stack wants to listen on is taken by another process."""
+
+
+class PortMismatchError(StackError):
+    """A stack service is already running, but on a different port than requested."""
+
+
+class ServiceStartError(StackError):
+    """A stack service failed to start or exited during startup."""
+
+
+class ServiceNotReadyError(StackError):
+    """A stack service started but did not become ready in time."""
+
+
+class ServiceStopError(StackError):
+    """A stack service could not be stopped."""

@@ -1,0 +1,349 @@
+"""Repositories over asyncpg: one per aggregate, keyword-only methods, SQL kept as SQL."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from infra.errors import InfraError
+from processors.audit_chain import GENESIS_HASH, audit_record_hash
+
+# Serialises appends to the single audit chain across every worker process.
+_AUDIT_CHAIN_LOCK_ID = 0x617564697463
+
+
+class VoiceOwnedByAnotherTenant(InfraError):
+    """The voice id is already registered to a different tenant."""
+
+
+def _vector_literal(values) -> str:
+    return "[" + ",".join(f"{float(v):.7g}" for v in values) + "]"
+
+
+class VoiceRepository:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    async def ensure_voice(self, *, voice_id: str, tenant_id: str) -> None:
+        owner = await self.pool.fetchval(
+            "INSERT INTO voices (voice_id, tenant_id) VALUES ($1, $2)"
+            " ON CONFLICT (voice_id) DO UPDATE SET voice_id = EXCLUDED.voice_id RETURNING tenant_id",
+            voice_id, tenant_id,
+        )
+        if owner != tenant_id:
+            raise VoiceOwnedByAnotherTenant(f"voice {voice_id!r} belongs to another tenant")
+
+    async def get_voice(self, *, voice_id: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow("SELECT * FROM voices WHERE voice_id = $1", voice_id)
+
+    async def set_protected(self, *, voice_id: str, protected: bool) -> bool:
+        status = await self.pool.execute("UPDATE voices SET protected = $2 WHERE voice_id = $1", voice_id, protected)
+        return status.endswith(" 1")
+
+
+class SampleRepository:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    async def record_decision(
+        self, *, sample_id: uuid.UUID, voice_id: str, tenant_id: str, object_key: str, status: str,
+        normalised_key: str | None = None, reasons: list[str] = (), suggestions: list[str] = (),
+        speech_s: float | None = None, quality: dict[str, Any] | None = None,
+    ) -> None:
+        await self.pool.execute(
+            "INSERT INTO samples (sample_id, voice_id, tenant_id, object_key, status, normalised_key,"
+            " reasons, suggestions, speech_s, quality) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
+            " ON CONFLICT (sample_id) DO UPDATE SET status = EXCLUDED.status,"
+            " normalised_key = EXCLUDED.normalised_key, reasons = EXCLUDED.reasons,"
+            " suggestions = EXCLUDED.suggestions, speech_s = EXCLUDED.speech_s, quality = EXCLUDED.quality,"
+            " decided_at = now()",
+            sample_id, voice_id, tenant_id, object_key, status, normalised_key,
+            list(reasons), list(suggestions), speech_s, quality or {},
+        )
+
+    async def decisions(self, *, voice_id: str, sample_ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM samples WHERE voice_id = $1 AND sample_id = ANY($2::uuid[])", voice_id, sample_ids
+        )
+        return {row["sample_id"]: row for row in rows}
+
+    async def accepted_for_voice(self, *, voice_id: str) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT * FROM samples WHERE voice_id = $1 AND status = 'accepted' ORDER BY decided_at", voice_id
+        )
+
+
+@dataclass(frozen=True)
+class ConsentDecision:
+    consent_id: uuid.UUID
+    voice_id: str
+    tenant_id: str
+    owner_id: str
+    owner_public_key: bytes
+    status: str
+    reasons: list[str]
+    purposes: list[str]
+    languages: list[str]
+    issued_at: datetime
+    expires_at: datetime
+    max_uses: int | None
+    document: dict[str, Any]
+    signature: bytes
+
+
+class ConsentRepository:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    async def record_decision(self, decision: ConsentDecision) -> None:
+        await self.pool.execute(
+            "INSERT INTO consents (consent_id, voice_id, tenant_id, owner_id, owner_public_key, status, reasons,"
+            " purposes, languages, issued_at, expires_at, max_uses, document, signature)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)"
+            " ON CONFLICT (consent_id) DO NOTHING",
+            decision.consent_id, decision.voice_id, decision.tenant_id, decision.owner_id,
+            decision.owner_public_key, decision.status, decision.reasons, decision.purposes,
+            decision.languages, decision.issued_at, decision.expires_at, decision.max_uses,
+            decision.document, decision.signature,
+        )
+
+    async def get(self, *, consent_id: uuid.UUID) -> asyncpg.Record | None:
+        return await self.pool.fetchrow("SELECT * FROM consents WHERE consent_id = $1", consent_id)
+
+    async def current_for_voice(self, *, voice_id: str, now: datetime) -> asyncpg.Record | None:
+        """The newest verified, unexpired consent of the voice (revoked ones are not 'verified')."""
+        return await self.pool.fetchrow(
+            "SELECT * FROM consents WHERE voice_id = $1 AND status = 'verified' AND expires_at > $2"
+            " ORDER BY issued_at DESC LIMIT 1",
+            voice_id, now,
+        )
+
+    async def revoke(self, *, consent_id: uuid.UUID, revoked_at: datetime) -> None:
+        await self.pool.execute(
+            "UPDATE consents SET status = 'revoked', revoked_at = $2 WHERE consent_id = $1", consent_id, revoked_at
+        )
+
+    async def claim_use(self, *, consent_id: uuid.UUID) -> bool:
+        """Count one use against the consent's limit; False when the limit is already reached."""
+        uses = await self.pool.fetchval(
+            "UPDATE consents SET uses = uses + 1 WHERE consent_id = $1 AND status = 'verified'"
+            " AND (max_uses IS NULL OR uses < max_uses) RETURNING uses",
+            consent_id,
+        )
+        return uses is not None
+
+    async def rejections_since(self, *, voice_id: str, since: datetime) -> int:
+        return await self.pool.fetchval(
+            "SELECT count(*) FROM consents WHERE voice_id = $1 AND status = 'rejected' AND decided_at >= $2",
+            voice_id, since,
+        )
+
+
+class ProfileRepository:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    async def save(
+        self, *, voice_id: str, adaptation_id: uuid.UUID, sample_ids: list[uuid.UUID],
+        embedding, profile: dict[str, Any],
+    ) -> int:
+        """Store a new profile version (previous versions stay); replaying an adaptation returns its version."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            existing = await connection.fetchval(
+                "SELECT version FROM voice_profiles WHERE adaptation_id = $1", adaptation_id
+            )
+            if existing is not None:
+                return existing
+            await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", voice_id)
+            version = await connection.fetchval(
+                "SELECT coalesce(max(version), 0) + 1 FROM voice_profiles WHERE voice_id = $1", voice_id
+            )
+            await connection.execute(
+                "INSERT INTO voice_profiles (voice_id, version, adaptation_id, sample_ids, embedding, profile)"
+                " VALUES ($1, $2, $3, $4, $5::vector, $6)",
+                voice_id, version, adaptation_id, sample_ids, _vector_literal(embedding), profile,
+            )
+            return version
+
+    async def latest(self, *, voice_id: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(
+            "SELECT voice_id, version, profile FROM voice_profiles WHERE voice_id = $1"
+            " ORDER BY version DESC LIMIT 1",
+            voice_id,
+        )
+
+
+class AdaptationJobRepository:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    async def record(
+        self, *, adaptation_id: uuid.UUID, voice_id: str, tenant_id: str, status: str,
+        request: dict[str, Any], reason: str | None = None,
+    ) -> None:
+        await self.pool.execute(
+            "INSERT INTO adaptation_jobs (adaptation_id, voice_id, tenant_id, status, reason, request)"
+            " VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (adaptation_id) DO UPDATE SET status = EXCLUDED.status,"
+            " reason = EXCLUDED.reason, updated_at = now()",
+            adaptation_id, voice_id, tenant_id, status, reason, request,
+        )
+
+    async def waiting_requests(self, *, voice_id: str) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT request FROM adaptation_jobs WHERE voice_id = $1 AND status = 'waiting' ORDER BY updated_at",
+            voice_id,
+        )
+        return [row["request"] for row in rows]
+
+
+class SynthesisRepository:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    async def record_request(
+        self, *, synthesis_id: uuid.UUID, voice_id: str, tenant_id: str, text: str, language: str,
+        purpose: str, controls: dict[str, Any], requested_at: datetime, status: str,
+        reason: str | None = None, consent_id: uuid.UUID | None = None, profile_version: int | None = None,
+    ) -> bool:
+        """True when this is the first time the request is recorded."""
+        inserted = await self.pool.fetchval(
+            "INSERT INTO syntheses (synthesis_id, voice_id, tenant_id, text, language, purpose, controls,"
+            " requested_at, status, reason, consent_id, profile_version)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT (synthesis_id) DO NOTHING RETURNING 1",
+            synthesis_id, voice_id, tenant_id, text, language, purpose, controls, requested_at, status,
+            reason, consent_id, profile_version,
+        )
+        return inserted is not None
+
+    async def mark_produced(self, *, synthesis_id: uuid.UUID, raw_key: str, rtf: float, duration_s: float) -> None:
+        await self.pool.execute(
+            "UPDATE syntheses SET status = 'produced', raw_key = $2, rtf = $3, duration_s = $4"
+            " WHERE synthesis_id = $1 AND status IN ('accepted', 'produced')",
+            synthesis_id, raw_key, rtf, duration_s,
+        )
+
+    async def mark_completed(
+        self, *, synthesis_id: uuid.UUID, object_key: str, watermark_payload: str, latency_s: float,
+        speaker_similarity: float | None,
+    ) -> None:
+        await self.pool.execute(
+            "UPDATE syntheses SET status = 'completed', object_key = $2, watermark_payload = $3,"
+            " latency_s = $4, speaker_similarity = $5, completed_at = now() WHERE synthesis_id = $1",
+            synthesis_id, object_key, watermark_payload, latency_s, speaker_similarity,
+        )
+
+    async def mark_failed(self, *, synthesis_id: uuid.UUID, reason: str) -> None:
+        await self.pool.execute(
+            "UPDATE syntheses SET status = 'failed', reason = $2 WHERE synthesis_id = $1", synthesis_id, reason
+        )
+
+    async def get(self, *, synthesis_id: uuid.UUID) -> asyncpg.Record | None:
+        return await self.pool.fetchrow("SELECT * FROM syntheses WHERE synthesis_id = $1", synthesis_id)
+
+    async def find_by_watermark(self, *, payload: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow("SELECT * FROM syntheses WHERE watermark_payload = $1", payload)
+
+    async def request_times_since(self, *, tenant_id: str, since: datetime) -> list[datetime]:
+        rows = await self.pool.fetch(
+            "SELECT requested_at FROM syntheses WHERE tenant_id = $1 AND requested_at >= $2", tenant_id, since
+        )
+        return [row["requested_at"] for row in rows]
+
+
+class AnomalyRepository:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    async def record(
+        self, *, event_id: uuid.UUID, tenant_id: str, voice_id: str, kind: str, severity: str, action: str,
+        detail: str, detected_at: datetime,
+    ) -> None:
+        await self.pool.execute(
+            "INSERT INTO anomalies (event_id, tenant_id, voice_id, kind, severity, action, detail, detected_at)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (event_id) DO NOTHING",
+            event_id, tenant_id, voice_id, kind, severity, action, detail, detected_at,
+        )
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    sequence: int
+    previous_hash: str
+    record_hash: str
+    record: dict[str, Any]
+
+
+class AuditRepository:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    async def append(self, *, event_id: uuid.UUID, record: dict[str, Any]) -> AuditEntry:
+        """Append one record to the hash chain; appending the same event twice returns the first entry."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", _AUDIT_CHAIN_LOCK_ID)
+            existing = await connection.fetchrow("SELECT * FROM audit_log WHERE event_id = $1", event_id)
+            if existing is not None:
+                return _entry(existing)
+            last = await connection.fetchrow("SELECT sequence, record_hash FROM audit_log ORDER BY sequence DESC LIMIT 1")
+            sequence = 1 if last is None else last["sequence"] + 1
+            previous_hash = GENESIS_HASH if last is None else last["record_hash"]
+            record_hash = audit_record_hash(previous_hash, sequence, record)
+            await connection.execute(
+                "INSERT INTO audit_log (sequence, event_id, previous_hash, record_hash, record)"
+                " VALUES ($1,$2,$3,$4,$5)",
+                sequence, event_id, previous_hash, record_hash, record,
+            )
+            return AuditEntry(sequence, previous_hash, record_hash, record)
+
+    async def entries(self, *, after_sequence: int = 0, limit: int | None = None) -> list[AuditEntry]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM audit_log WHERE sequence > $1 ORDER BY sequence LIMIT $2", after_sequence, limit
+        )
+        return [_entry(row) for row in rows]
+
+
+def _entry(row: asyncpg.Record) -> AuditEntry:
+    return AuditEntry(row["sequence"], row["previous_hash"], row["record_hash"], row["record"])
+
+
+class InboxRepository:
+    """Remembers handled events per consumer, so redelivered events are skipped."""
+
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    async def seen(self, *, consumer: str, event_id: uuid.UUID) -> bool:
+        return await self.pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2)", consumer, event_id
+        )
+
+    async def mark_processed(self, *, consumer: str, event_id: uuid.UUID) -> None:
+        await self.pool.execute(
+            "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            consumer, event_id,
+        )
+
+
+@dataclass(frozen=True)
+class Repositories:
+    voices: VoiceRepository
+    samples: SampleRepository
+    consents: ConsentRepository
+    profiles: ProfileRepository
+    adaptations: AdaptationJobRepository
+    syntheses: SynthesisRepository
+    anomalies: AnomalyRepository
+    audit: AuditRepository
+    inbox: InboxRepository
+
+    @classmethod
+    def over(cls, pool: asyncpg.Pool) -> "Repositories":
+        return cls(
+            VoiceRepository(pool), SampleRepository(pool), ConsentRepository(pool), ProfileRepository(pool),
+            AdaptationJobRepository(pool), SynthesisRepository(pool), AnomalyRepository(pool),
+            AuditRepository(pool), InboxRepository(pool),
+        )

@@ -1,0 +1,57 @@
+"""Runtime settings: environment variables with the `VOXFLOW_` prefix (or a `.env` file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_BROKER_PORT = 19092
+EMBEDDED_POSTGRES_PORT = 15432
+
+
+class Settings(BaseSettings):
+    """Defaults point at the embedded stack (`voxflow stack up`); override them for a real cluster."""
+
+    model_config = SettingsConfigDict(env_prefix="VOXFLOW_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path(".voxflow")
+    kafka_bootstrap: str = f"127.0.0.1:{EMBEDDED_BROKER_PORT}"
+    postgres_dsn: str = f"postgresql://postgres@127.0.0.1:{EMBEDDED_POSTGRES_PORT}/voxflow"
+    topic_partitions: int = Field(default=4, ge=1)
+    topic_replication: int = Field(default=1, ge=1)
+    consumer_group: str = "voxflow-worker"
+
+    object_store: Literal["local", "s3"] = "local"
+    local_store_dir: Path | None = None
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: str = "voxflow"
+    s3_secret_key: str = "voxflow-secret"
+    s3_bucket: str = "voxflow"
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+
+    watermark_key_hex: str | None = Field(default=None, description="32-byte key, hex; generated under data_dir if unset")
+    synthesis_rate_limit: int = Field(default=30, ge=1, description="synthesis requests per tenant per window")
+    synthesis_rate_window_s: float = Field(default=60.0, gt=0)
+    consent_failure_limit: int = Field(default=3, ge=1, description="consent rejections per voice per window")
+    max_handler_attempts: int = Field(default=4, ge=1)
+
+    @property
+    def resolved_local_store_dir(self) -> Path:
+        return self.local_store_dir or self.data_dir / "objects"
+
+    def watermark_key(self) -> bytes:
+        """The key that marks and detects voxflow output; generated once per embedded data dir."""
+        if self.watermark_key_hex:
+            return bytes.fromhex(self.watermark_key_hex)
+        key_file = self.data_dir / "watermark.key"
+        if not key_file.exists():
+            import secrets
+
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(secrets.token_hex(32))
+            key_file.chmod(0o600)
+        return bytes.fromhex(key_file.read_text().strip())

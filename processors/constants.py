@@ -1,0 +1,123 @@
+"""Every tunable number of the processors, with its unit in its name."""
+
+# Sample rates
+ANALYSIS_SAMPLE_RATE_HZ = 16000  # speaker embedding, voice profile and WORLD analysis
+OUTPUT_SAMPLE_RATE_HZ = 24000  # synthesised speech handed to callers
+
+# Decoding
+MAX_DECODE_DURATION_S = 3600.0  # refuse to hold more than an hour of audio in memory
+FFMPEG_TIMEOUT_S = 120
+
+# Loudness, in dB relative to full scale (a full-scale sine is 0 dBFS peak, -3 dBFS RMS)
+TARGET_RMS_DBFS = -23.0
+PEAK_CEILING_DBFS = -1.0
+SILENT_PEAK_DBFS = -60.0  # nothing louder than this: the recording is silent
+LEVEL_FLOOR_DBFS = -120.0  # stands in for log(0)
+
+# Energy framing (quality gate and silence trimming)
+ENERGY_FRAME_MS = 20.0
+NOISE_FLOOR_PERCENTILE = 10.0  # quietest frames taken as the noise floor
+SPEECH_ABOVE_NOISE_DB = 6.0  # a frame louder than the noise floor by this much holds speech
+SPEECH_ABSOLUTE_FLOOR_DBFS = -50.0  # and is at least this loud
+TRIM_PADDING_MS = 100.0  # silence kept either side of the speech when trimming
+VOICING_MIN_F0_HZ = 60.0
+VOICING_MAX_F0_HZ = 400.0
+VOICING_THRESHOLD = 0.6  # normalised autocorrelation peak of a voiced frame; white and pink noise stay under 0.45
+VOICING_MAX_FRAMES = 3000  # a minute of frames is enough to estimate how much of a long sample is voiced
+
+# Quality gate
+MIN_SPEECH_DURATION_S = 1.0
+MIN_VOICED_DURATION_S = 0.5
+MAX_SAMPLE_DURATION_S = 600.0
+RECOMMENDED_SPEECH_DURATION_S = 30.0
+MIN_SNR_DB = 10.0
+MAX_CLIPPING_RATIO = 0.01
+CLIPPING_LEVEL = 0.999  # |sample| at or above this counts as clipped
+QUIET_RMS_DBFS = -40.0  # speech quieter than this deserves a suggestion to move closer
+
+# Speaker embedding (Resemblyzer GE2E)
+EMBEDDING_SIZE = 256
+MIN_EMBEDDING_SPEECH_S = 1.0  # shorter clips carry too little voice; 1.0–1.6 s is zero-padded to one window
+EMBEDDING_PARTIALS_PER_S = 1.3  # overlapping 1.6 s windows averaged into one embedding
+EMBEDDING_MIN_PARTIAL_COVERAGE = 0.75
+
+# WORLD analysis (voice profile and conversion)
+WORLD_FRAME_PERIOD_MS = 5.0
+F0_FLOOR_HZ = 60.0
+F0_CEILING_HZ = 500.0
+MCEP_DIMENSIONS = 40  # WORLD-coded mel-cepstrum of the spectral envelope, c0 included
+MIN_VOICED_FRACTION = 0.2  # noise has ~5 % spurious voiced frames, read speech 50-80 %
+MIN_PROFILE_VOICED_S = 1.0
+MIN_VOICED_SEGMENT_MS = 30.0  # shorter voiced stretches are F0-tracker flicker, not syllables
+
+# Voice profile
+VOICE_PROFILE_VERSION = 1
+SAME_SPEAKER_MIN_SIMILARITY = 0.75  # same voice, other sentences: 0.85-0.96; other voices: 0.4-0.7
+F0_RANGE_LOW_PERCENTILE = 5.0
+F0_RANGE_HIGH_PERCENTILE = 95.0
+
+# Voice conversion
+WARP_FACTOR_MIN = 0.8  # frequency-warp bounds: about the spread of adult vocal-tract lengths
+WARP_FACTOR_MAX = 1.25
+WARP_SEARCH_STEPS = 46
+WARP_FIT_LOW_HZ = 100.0  # band in which warped source and target mean envelopes are compared
+WARP_FIT_HIGH_HZ = 7000.0
+MIN_SPEED = 0.25
+MAX_SPEED = 4.0
+
+# Base text-to-speech (espeak-ng)
+ESPEAK_VOICES = {  # our language code -> espeak-ng voice
+    "en": "en-us",
+    "ml": "ml",
+    "hi": "hi",
+    "ta": "ta",
+    "te": "te",
+    "kn": "kn",
+    "bn": "bn",
+    "fr": "fr-fr",
+    "de": "de",
+    "es": "es",
+    "it": "it",
+    "pt": "pt-br",
+    "cs": "cs",
+    "ru": "ru",
+}
+ESPEAK_FEMALE_VARIANT = "f3"  # closest espeak variant to real female voices by speaker similarity
+DEFAULT_WORDS_PER_MINUTE = 160
+MIN_WORDS_PER_MINUTE = 80
+MAX_WORDS_PER_MINUTE = 450
+MAX_TEXT_CHARACTERS = 5000  # per espeak-ng call; longer requests are spoken chunk by chunk
+ESPEAK_TIMEOUT_S = 60
+
+# Synthesis controls (user-facing ranges)
+SPEED_RANGE = (0.5, 2.0)
+PITCH_SEMITONES_RANGE = (-12.0, 12.0)
+ENERGY_DB_RANGE = (-12.0, 12.0)
+FEMALE_BASE_VOICE_MIN_F0_HZ = 165.0  # targets pitched above this start from espeak's female variant
+EMOTION_PRESETS = {  # emotion -> (pitch shift st, pitch range scale, speed factor, energy dB)
+    "neutral": (0.0, 1.0, 1.0, 0.0),
+    "happy": (2.0, 1.3, 1.08, 2.0),
+    "sad": (-2.0, 0.7, 0.88, -3.0),
+    "angry": (1.0, 1.2, 1.05, 4.0),
+}
+
+# Text normalisation and chunking
+MAX_REQUEST_TEXT_CHARACTERS = 20000  # one synthesis request, as the request schema allows
+MAX_CHUNK_CHARACTERS = 400  # a streamed chunk: a few sentences, a few seconds of speech
+CHUNK_PAUSE_MS = 250.0  # silence between concatenated chunks
+
+# Voice morphing and transforms
+MIN_MORPH_VOICES = 2
+MAX_MORPH_VOICES = 4
+MORPH_WEIGHT_TOLERANCE = 1e-6
+GENDER_SHIFT_SEMITONES = 7.0  # shift 1.0 moves pitch about the gap between typical male and female voices
+GENDER_SHIFT_FORMANT_FACTOR = 1.17  # and formants by the typical female/male vocal-tract ratio
+AGE_SHIFT_SEMITONES = -2.0  # shift 1.0 (older) lowers pitch a little
+AGE_SHIFT_FORMANT_FACTOR = 0.95  # and lengthens the apparent vocal tract
+AGE_SHIFT_PITCH_RANGE_SCALE = 0.8  # older voices intonate less
+
+# Quality scoring
+SCORING_SAMPLE_RATE_HZ = 16000  # Whisper and DNSMOS both listen at 16 kHz
+WHISPER_COMPUTE_TYPE = "int8"
+WHISPER_BEAM_SIZE = 1
+WHISPER_LANGUAGES = frozenset({"en"})  # the packaged model is tiny.en

@@ -1,0 +1,256 @@
+"""A speaker's voice as numbers: who (speaker embedding), pitch (F0) and timbre (spectral envelope).
+
+Profiles are built from mono float32 samples; all analysis runs at ``ANALYSIS_SAMPLE_RATE_HZ``
+(16 kHz) with WORLD (dio + stonemask for F0, cheaptrick for the envelope).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import pyworld
+
+from processors.audio import assess_quality, resample, to_mono
+from processors.constants import (
+    ANALYSIS_SAMPLE_RATE_HZ,
+    EMBEDDING_SIZE,
+    F0_CEILING_HZ,
+    F0_FLOOR_HZ,
+    F0_RANGE_HIGH_PERCENTILE,
+    F0_RANGE_LOW_PERCENTILE,
+    MCEP_DIMENSIONS,
+    MIN_PROFILE_VOICED_S,
+    MIN_VOICED_FRACTION,
+    MIN_VOICED_SEGMENT_MS,
+    SAME_SPEAKER_MIN_SIMILARITY,
+    VOICE_PROFILE_VERSION,
+    WORLD_FRAME_PERIOD_MS,
+)
+from processors.errors import InconsistentSpeakerError, InvalidAudioError, NoVoicedSpeechError, ProfileFormatError
+from processors.speaker import SpeakerEncoder, cosine_similarity
+
+
+@dataclass(frozen=True)
+class WorldFeatures:
+    """WORLD analysis of one clip at ``sample_rate_hz``, one row per ``frame_period_ms`` frame.
+
+    ``f0_hz`` is ``[frames]`` (0 where unvoiced); ``spectral_envelope`` and ``aperiodicity`` are
+    ``[frames, fft_size // 2 + 1]`` float64 (power spectrum and 0-1 ratio).
+    """
+
+    f0_hz: np.ndarray
+    spectral_envelope: np.ndarray
+    aperiodicity: np.ndarray | None
+    sample_rate_hz: int
+    frame_period_ms: float
+
+    @property
+    def voiced(self) -> np.ndarray:
+        return self.f0_hz > 0
+
+    @property
+    def fft_size(self) -> int:
+        return 2 * (self.spectral_envelope.shape[1] - 1)
+
+
+@dataclass(frozen=True)
+class VoiceProfile:
+    """Everything voice conversion and verification need to know about one speaker.
+
+    Sample-level fields (``sample_similarities``, ``inconsistent_samples``) index the samples in
+    the order they were given; statistics come from the consistent samples only. Mel-cepstra are
+    WORLD-coded (``pyworld.code_spectral_envelope``) at ``analysis_sample_rate_hz``, voiced frames only.
+    """
+
+    version: int
+    analysis_sample_rate_hz: int
+    speaker_embedding: tuple[float, ...]
+    embedding_spread: float
+    sample_similarities: tuple[float, ...]
+    inconsistent_samples: tuple[int, ...]
+    log_f0_mean: float
+    log_f0_std: float
+    f0_median_hz: float
+    f0_low_hz: float
+    f0_high_hz: float
+    mcep_mean: tuple[float, ...]
+    mcep_std: tuple[float, ...]
+    speech_duration_s: float
+    voiced_duration_s: float
+    voiced_segments_per_s: float
+
+    @property
+    def embedding(self) -> np.ndarray:
+        """The speaker centroid as float32 ``(256,)``, L2-normalised."""
+        return np.asarray(self.speaker_embedding, dtype=np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: numbers, lists of numbers and lists of ints only."""
+        return {name: list(value) if isinstance(value, tuple) else value for name, value in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VoiceProfile:
+        """Rebuild a profile from :meth:`to_dict` output, checking its version, fields and sizes."""
+        if not isinstance(data, dict):
+            raise ProfileFormatError(f"a voice profile must be a mapping, got {type(data).__name__}")
+        if data.get("version") != VOICE_PROFILE_VERSION:
+            raise ProfileFormatError(f"unsupported voice profile version {data.get('version')!r}")
+        expected = {field.name for field in fields(cls)}
+        if set(data) != expected:
+            missing, unknown = sorted(expected - set(data)), sorted(set(data) - expected)
+            raise ProfileFormatError(f"voice profile fields differ: missing {missing}, unknown {unknown}")
+        try:
+            profile = cls(**{name: tuple(value) if isinstance(value, list) else value for name, value in data.items()})
+            _check_sizes(profile)
+        except (TypeError, ValueError) as error:
+            raise ProfileFormatError(f"malformed voice profile: {error}") from error
+        return profile
+
+
+def analyse_world(samples: np.ndarray, sample_rate_hz: int, with_aperiodicity: bool = False) -> WorldFeatures:
+    """WORLD analysis of mono ``[n]`` audio, resampled to ``ANALYSIS_SAMPLE_RATE_HZ`` first."""
+    speech = resample(to_mono(samples), sample_rate_hz, ANALYSIS_SAMPLE_RATE_HZ).astype(np.float64)
+    if speech.size == 0:
+        raise InvalidAudioError("cannot analyse an empty clip")
+    coarse_f0, times = pyworld.dio(
+        speech, ANALYSIS_SAMPLE_RATE_HZ, f0_floor=F0_FLOOR_HZ, f0_ceil=F0_CEILING_HZ, frame_period=WORLD_FRAME_PERIOD_MS
+    )
+    f0_hz = pyworld.stonemask(speech, coarse_f0, times, ANALYSIS_SAMPLE_RATE_HZ)
+    envelope = pyworld.cheaptrick(speech, f0_hz, times, ANALYSIS_SAMPLE_RATE_HZ, f0_floor=F0_FLOOR_HZ)
+    aperiodicity = pyworld.d4c(speech, f0_hz, times, ANALYSIS_SAMPLE_RATE_HZ) if with_aperiodicity else None
+    return WorldFeatures(f0_hz, envelope, aperiodicity, ANALYSIS_SAMPLE_RATE_HZ, WORLD_FRAME_PERIOD_MS)
+
+
+def encode_envelope(spectral_envelope: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+    """Mel-cepstrum ``[frames, MCEP_DIMENSIONS]`` of a WORLD power envelope ``[frames, bins]``."""
+    return pyworld.code_spectral_envelope(np.ascontiguousarray(spectral_envelope), sample_rate_hz, MCEP_DIMENSIONS)
+
+
+def decode_envelope(mcep: np.ndarray, sample_rate_hz: int, fft_size: int) -> np.ndarray:
+    """Inverse of :func:`encode_envelope`: power envelope ``[frames, fft_size // 2 + 1]``."""
+    return pyworld.decode_spectral_envelope(np.ascontiguousarray(mcep, dtype=np.float64), sample_rate_hz, fft_size)
+
+
+def build_profile(samples: list[np.ndarray], sample_rate_hz: int, encoder: SpeakerEncoder) -> VoiceProfile:
+    """Build a profile from one speaker's mono ``[n]`` samples, all at ``sample_rate_hz``.
+
+    A sample whose embedding is further than ``SAME_SPEAKER_MIN_SIMILARITY`` from the centroid of
+    the others is flagged and left out of the statistics. Raises ``NoVoicedSpeechError`` for a
+    sample without voice (noise, silence, whisper) and ``InconsistentSpeakerError`` when no
+    sample agrees with the rest.
+    """
+    if not samples:
+        raise InvalidAudioError("a voice profile needs at least one sample")
+    features = [analyse_world(sample, sample_rate_hz) for sample in samples]
+    for index, feature in enumerate(features):
+        _require_voice(index, feature)
+    embeddings = encoder.embed_many(samples, sample_rate_hz)
+    similarities = _leave_one_out_similarities(embeddings)
+    consistent = _consistent_samples(similarities, len(samples))
+    if not consistent:
+        rounded = [round(similarity, 2) for similarity in similarities]
+        raise InconsistentSpeakerError(f"the samples do not sound like one speaker (similarities {rounded})")
+    kept_features = [features[index] for index in consistent]
+    speech_duration_s = sum(assess_quality(samples[index], sample_rate_hz).speech_duration_s for index in consistent)
+    return VoiceProfile(
+        version=VOICE_PROFILE_VERSION,
+        analysis_sample_rate_hz=ANALYSIS_SAMPLE_RATE_HZ,
+        **_speaker_statistics(embeddings, similarities, consistent),
+        **_pitch_statistics(kept_features),
+        **_envelope_statistics(kept_features),
+        **_timing_statistics(kept_features, speech_duration_s),
+    )
+
+
+def _require_voice(index: int, feature: WorldFeatures) -> None:
+    voiced_s = feature.voiced.sum() * feature.frame_period_ms / 1000
+    voiced_fraction = float(feature.voiced.mean())
+    if voiced_fraction < MIN_VOICED_FRACTION or voiced_s < MIN_PROFILE_VOICED_S:
+        raise NoVoicedSpeechError(
+            f"sample {index} has {voiced_s:.1f} s of voiced speech ({voiced_fraction:.0%} of frames); "
+            f"a profile needs at least {MIN_PROFILE_VOICED_S:.0f} s and {MIN_VOICED_FRACTION:.0%} per sample"
+        )
+
+
+def _leave_one_out_similarities(embeddings: np.ndarray) -> list[float]:
+    """Each sample's cosine to the centroid of all the other samples; empty for a single sample."""
+    if len(embeddings) < 2:
+        return []
+    total = embeddings.sum(axis=0)
+    return [cosine_similarity(embedding, total - embedding) for embedding in embeddings]
+
+
+def _consistent_samples(similarities: list[float], sample_count: int) -> list[int]:
+    """Indices of the samples that agree with the others; a lone sample agrees with itself."""
+    if sample_count == 1:
+        return [0]
+    return [index for index, similarity in enumerate(similarities) if similarity >= SAME_SPEAKER_MIN_SIMILARITY]
+
+
+def _speaker_statistics(embeddings: np.ndarray, similarities: list[float], consistent: list[int]) -> dict[str, Any]:
+    centroid = embeddings[consistent].mean(axis=0)
+    centroid /= np.linalg.norm(centroid)
+    return {
+        "speaker_embedding": tuple(float(value) for value in centroid),
+        "embedding_spread": float(np.mean([cosine_similarity(embeddings[index], centroid) for index in consistent])),
+        "sample_similarities": tuple(similarities),
+        "inconsistent_samples": tuple(index for index in range(len(embeddings)) if index not in consistent),
+    }
+
+
+def _pitch_statistics(features: list[WorldFeatures]) -> dict[str, float]:
+    f0_hz = np.concatenate([feature.f0_hz[feature.voiced] for feature in features])
+    log_f0 = np.log(f0_hz)
+    low_hz, high_hz = np.percentile(f0_hz, [F0_RANGE_LOW_PERCENTILE, F0_RANGE_HIGH_PERCENTILE])
+    return {
+        "log_f0_mean": float(log_f0.mean()),
+        "log_f0_std": float(log_f0.std()),
+        "f0_median_hz": float(np.median(f0_hz)),
+        "f0_low_hz": float(low_hz),
+        "f0_high_hz": float(high_hz),
+    }
+
+
+def _envelope_statistics(features: list[WorldFeatures]) -> dict[str, tuple[float, ...]]:
+    mcep = np.concatenate(
+        [encode_envelope(feature.spectral_envelope[feature.voiced], feature.sample_rate_hz) for feature in features]
+    )
+    return {
+        "mcep_mean": tuple(float(value) for value in mcep.mean(axis=0)),
+        "mcep_std": tuple(float(value) for value in mcep.std(axis=0)),
+    }
+
+
+def _timing_statistics(features: list[WorldFeatures], speech_duration_s: float) -> dict[str, float]:
+    voiced_frames = sum(int(feature.voiced.sum()) for feature in features)
+    segments = sum(_voiced_segment_count(feature.voiced, feature.frame_period_ms) for feature in features)
+    return {
+        "speech_duration_s": float(speech_duration_s),
+        "voiced_duration_s": voiced_frames * WORLD_FRAME_PERIOD_MS / 1000,
+        "voiced_segments_per_s": segments / speech_duration_s if speech_duration_s > 0 else 0.0,
+    }
+
+
+def _voiced_segment_count(voiced: np.ndarray, frame_period_ms: float) -> int:
+    """Voiced stretches of at least ``MIN_VOICED_SEGMENT_MS``: a rough syllable count."""
+    edges = np.diff(np.concatenate([[0], voiced.astype(np.int8), [0]]))
+    lengths = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+    return int(np.sum(lengths * frame_period_ms >= MIN_VOICED_SEGMENT_MS))
+
+
+def _check_sizes(profile: VoiceProfile) -> None:
+    if len(profile.speaker_embedding) != EMBEDDING_SIZE:
+        raise ValueError(f"speaker_embedding has {len(profile.speaker_embedding)} values, expected {EMBEDDING_SIZE}")
+    if len(profile.mcep_mean) != MCEP_DIMENSIONS or len(profile.mcep_std) != MCEP_DIMENSIONS:
+        raise ValueError(f"mel-cepstrum statistics must have {MCEP_DIMENSIONS} values each")
+    numbers = [
+        *profile.speaker_embedding,
+        *profile.mcep_mean,
+        *profile.mcep_std,
+        profile.log_f0_mean,
+        profile.log_f0_std,
+    ]
+    if not all(isinstance(value, (int, float)) and np.isfinite(value) for value in numbers):
+        raise ValueError("profile statistics must be finite numbers")

@@ -1,0 +1,240 @@
+"""One pydantic model per event type, grouped by pipeline stage.
+
+Audio never rides in Kafka: events carry object-store keys (claim check).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from schemas.envelope import Event
+
+ObjectKey = str
+Purpose = Literal["narration", "assistant", "dubbing", "accessibility", "advertising", "research", "demo"]
+
+
+# --- upload / ingest -------------------------------------------------------------------------
+
+class SampleUploaded(Event):
+    """A voice sample was put in the object store; ingest decodes and quality-gates it."""
+
+    type: Literal["sample.uploaded"] = "sample.uploaded"
+    sample_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    object_key: ObjectKey = Field(min_length=1, max_length=1024)
+    filename: str | None = Field(default=None, max_length=512)
+    size_bytes: int = Field(ge=0)
+
+
+class SampleAccepted(Event):
+    """The sample passed the quality gate; its normalised 16 kHz mono WAV is at `normalised_key`."""
+
+    type: Literal["sample.accepted"] = "sample.accepted"
+    sample_id: uuid.UUID
+    normalised_key: ObjectKey
+    duration_s: float
+    speech_s: float
+    snr_db: float
+    clipping_ratio: float
+    original_sample_rate_hz: int
+    original_channels: int
+    suggestions: list[str] = []
+
+
+class SampleRejected(Event):
+    """The sample cannot be used; `reasons` say why, `suggestions` say how to do better."""
+
+    type: Literal["sample.rejected"] = "sample.rejected"
+    sample_id: uuid.UUID
+    reasons: list[str]
+    suggestions: list[str] = []
+
+
+# --- consent ---------------------------------------------------------------------------------
+
+class ConsentGranted(Event):
+    """The voice owner's Ed25519-signed consent document.
+
+    `signature` is Ed25519 over the canonical consent bytes (see processors.consent); the owner's
+    public key is the raw 32-byte key, base64.
+    """
+
+    type: Literal["consent.granted"] = "consent.granted"
+    consent_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    owner_id: str = Field(min_length=1, max_length=256)
+    owner_public_key: str = Field(description="raw Ed25519 public key, base64")
+    purposes: list[str] = Field(min_length=1)
+    languages: list[str] = Field(min_length=1)
+    issued_at: AwareDatetime
+    expires_at: AwareDatetime
+    max_uses: int | None = Field(default=None, ge=1)
+    statement_text: str = Field(min_length=1, max_length=2000)
+    signature: str = Field(description="Ed25519 signature over the canonical document, base64")
+
+
+class ConsentRevoked(Event):
+    """The owner withdraws a consent; signed with the same key over the canonical revocation."""
+
+    type: Literal["consent.revoked"] = "consent.revoked"
+    consent_id: uuid.UUID
+    revoked_at: AwareDatetime
+    signature: str = Field(description="Ed25519 signature over the canonical revocation, base64")
+
+
+class ConsentVerified(Event):
+    type: Literal["consent.verified"] = "consent.verified"
+    consent_id: uuid.UUID
+    owner_id: str
+    purposes: list[str]
+    languages: list[str]
+    expires_at: AwareDatetime
+    max_uses: int | None = None
+
+
+class ConsentRejected(Event):
+    type: Literal["consent.rejected"] = "consent.rejected"
+    consent_id: uuid.UUID
+    reasons: list[str]
+
+
+class ConsentRevocationApplied(Event):
+    type: Literal["consent.revocation_applied"] = "consent.revocation_applied"
+    consent_id: uuid.UUID
+    revoked_at: AwareDatetime
+
+
+# --- adaptation ------------------------------------------------------------------------------
+
+class AdaptationRequested(Event):
+    """Build (or refine) the voice profile from the listed samples (all accepted ones if empty).
+
+    Adaptation waits until the voice's consent is verified and every listed sample is decided.
+    """
+
+    type: Literal["adaptation.requested"] = "adaptation.requested"
+    adaptation_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    sample_ids: list[uuid.UUID] = []
+
+
+class VoiceReady(Event):
+    type: Literal["voice.ready"] = "voice.ready"
+    adaptation_id: uuid.UUID
+    profile_version: int
+    sample_count: int
+    speech_s: float
+    embedding_spread: float
+    f0_median_hz: float
+    inconsistent_sample_ids: list[uuid.UUID] = []
+    adaptation_s: float
+
+
+class AdaptationFailed(Event):
+    type: Literal["adaptation.failed"] = "adaptation.failed"
+    adaptation_id: uuid.UUID
+    reason: str
+
+
+# --- synthesis / watermark -------------------------------------------------------------------
+
+class SynthesisControls(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    speed: float = Field(default=1.0, ge=0.5, le=2.0)
+    pitch_semitones: float = Field(default=0.0, ge=-12, le=12)
+    energy_db: float = Field(default=0.0, ge=-12, le=12)
+    emotion: Literal["neutral", "happy", "sad", "angry"] = "neutral"
+
+
+class SynthesisRequested(Event):
+    type: Literal["synthesis.requested"] = "synthesis.requested"
+    synthesis_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    text: str = Field(min_length=1, max_length=20000)
+    language: str = Field(default="en", min_length=2, max_length=16)
+    purpose: str = Field(min_length=1, max_length=64)
+    controls: SynthesisControls = SynthesisControls()
+
+
+class SynthesisProduced(Event):
+    """Unwatermarked audio is ready at `raw_key`; the watermark stage marks it before release."""
+
+    type: Literal["synthesis.produced"] = "synthesis.produced"
+    synthesis_id: uuid.UUID
+    raw_key: ObjectKey
+    sample_rate_hz: int
+    duration_s: float
+    rtf: float
+    requested_at: AwareDatetime
+    speaker_similarity: float | None = None
+
+
+class SynthesisCompleted(Event):
+    """The watermarked result is at `object_key`; `watermark_payload` (hex) traces it back."""
+
+    type: Literal["synthesis.completed"] = "synthesis.completed"
+    synthesis_id: uuid.UUID
+    object_key: ObjectKey
+    sample_rate_hz: int
+    duration_s: float
+    rtf: float
+    latency_s: float
+    watermark_payload: str
+    speaker_similarity: float | None = None
+
+
+class SynthesisFailed(Event):
+    type: Literal["synthesis.failed"] = "synthesis.failed"
+    synthesis_id: uuid.UUID
+    reason: str
+
+
+class WatermarkDetectionRequested(Event):
+    """Is the audio at `object_key` voxflow output? The answer names the synthesis if it is."""
+
+    type: Literal["watermark.detection_requested"] = "watermark.detection_requested"
+    detection_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    object_key: ObjectKey
+
+
+class WatermarkDetected(Event):
+    type: Literal["watermark.detection_result"] = "watermark.detection_result"
+    detection_id: uuid.UUID
+    detected: bool
+    confidence: float
+    payload: str | None = None
+    synthesis_id: uuid.UUID | None = None
+    reason: str | None = None
+
+
+# --- operations ------------------------------------------------------------------------------
+
+class AnomalyDetected(Event):
+    type: Literal["anomaly.detected"] = "anomaly.detected"
+    kind: Literal["rate_exceeded", "protected_voice", "consent_failures"]
+    severity: Literal["info", "warning", "critical"]
+    detail: str
+    action: Literal["alert", "blocked"]
+
+
+class AuditRecorded(Event):
+    """One decision a stage took; the audit stage appends it to the hash-chained log."""
+
+    type: Literal["audit.record"] = "audit.record"
+    stage: str
+    action: str
+    decision: Literal["accepted", "rejected", "completed", "failed", "blocked", "alerted", "revoked", "waiting"]
+    subject_event_id: uuid.UUID
+    detail: dict[str, Any] = {}
+
+
+class DeadLettered(Event):
+    """A message no stage could handle, kept whole so it can be inspected and replayed."""
+
+    type: Literal["dead_letter"] = "dead_letter"
+    original_topic: str
+    partition: int
+    offset: int
+    reason: str
+    error: str
+    payload_text: str

@@ -1,0 +1,159 @@
+"""`voxflow demo`: the whole journey on the embedded stack, with a real human recording."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import time
+import uuid
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from infra.embedded import EmbeddedStack
+from infra.settings import Settings
+from infra.speech_assets import reference_utterance
+from processors.audio import decode_audio, encode_wav, to_mono
+from processors.speaker import SpeakerEncoder, cosine_similarity
+from processors.watermark import detect_watermark
+from schemas.events import AdaptationRequested, SynthesisControls, SynthesisRequested
+from streams.auditing import verify_audit_log
+from streams.client import signed_consent, upload_sample
+from streams.results import ResultWatcher
+from streams.session import client_session, database
+from streams.topics import RESULTS
+from streams.worker import VoxflowWorker
+
+log = logging.getLogger("voxflow.demo")
+
+TENANT = "demo-tenant"
+SAMPLE_SECONDS = (12.0, 12.0)
+HELD_OUT_SECONDS = 10.0
+REQUESTS = (
+    ("Hello! This voice was cloned with the owner's signed consent.", SynthesisControls()),
+    ("Every output carries a watermark that traces it back to this request.",
+     SynthesisControls(speed=1.1, emotion="happy")),
+    ("The audit log records each decision in a hash chain.", SynthesisControls(pitch_semitones=-2, emotion="sad")),
+)
+
+
+def run_demo(settings: Settings, *, out_dir: Path, keep_stack: bool = False) -> dict:
+    stack = EmbeddedStack(settings.data_dir)
+    started = time.perf_counter()
+    log.info("starting the embedded stack in %s", settings.data_dir)
+    stack.up()
+    try:
+        summary = asyncio.run(_journey(settings, out_dir))
+    finally:
+        if not keep_stack:
+            stack.down()
+    summary["wall_time_s"] = round(time.perf_counter() - started, 1)
+    return summary
+
+
+async def _journey(settings: Settings, out_dir: Path) -> dict:
+    voice_id = f"demo-voice-{uuid.uuid4().hex[:8]}"
+    correlation_id = uuid.uuid4()
+    async with VoxflowWorker(settings), client_session(settings) as session, \
+            ResultWatcher(settings.kafka_bootstrap, RESULTS) as results:
+        sample_events = await _upload_real_speech(session, voice_id, correlation_id)
+        owner_key = Ed25519PrivateKey.generate()
+        await session.publisher.publish(signed_consent(
+            owner_key, tenant_id=TENANT, voice_id=voice_id, owner_id="demo-owner", purposes=["demo"],
+            languages=["en"], statement_text="I agree that voxflow may clone my voice for this demo.",
+            max_uses=10, correlation_id=correlation_id,
+        ))
+        await session.publisher.publish(AdaptationRequested(
+            tenant_id=TENANT, voice_id=voice_id, correlation_id=correlation_id,
+            sample_ids=[e.sample_id for e in sample_events],
+        ))
+        log.info("uploaded %d samples, consent and adaptation request for %s; waiting for the voice",
+                 len(sample_events), voice_id)
+        ready = await results.wait_for(correlation_id, {"voice.ready", "adaptation.failed"}, 1, timeout_s=300)
+        if not ready or ready[0].type != "voice.ready":
+            return _failed_summary("the voice did not become ready", ready)
+        log.info("voice ready (profile v%d); sending %d synthesis requests", ready[0].profile_version, len(REQUESTS))
+        for text, controls in REQUESTS:
+            await session.publisher.publish(SynthesisRequested(
+                tenant_id=TENANT, voice_id=voice_id, correlation_id=correlation_id, text=text, language="en",
+                purpose="demo", controls=controls,
+            ))
+        outcomes = await results.wait_for(correlation_id, {"synthesis.completed", "synthesis.failed"},
+                                          len(REQUESTS), timeout_s=600)
+        completed = [e for e in outcomes if e.type == "synthesis.completed"]
+        outputs = await _fetch_outputs(session.store, completed, out_dir)
+        audit = await _settled_audit(settings)
+    return _summary(settings, voice_id, ready[0], outcomes, completed, outputs, audit)
+
+
+async def _upload_real_speech(session, voice_id: str, correlation_id: uuid.UUID):
+    events = []
+    for index, seconds in enumerate(SAMPLE_SECONDS):
+        samples, rate = reference_utterance(seconds, offset=index)
+        events.append(await upload_sample(
+            session.store, session.publisher, data=encode_wav(samples, rate), filename=f"sample-{index}.wav",
+            tenant_id=TENANT, voice_id=voice_id, correlation_id=correlation_id,
+        ))
+    return events
+
+
+async def _fetch_outputs(store, completed, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, event in enumerate(completed, start=1):
+        path = out_dir / f"synthesis-{index}-{event.synthesis_id}.wav"
+        path.write_bytes(await store.get(event.object_key))
+        paths.append(path)
+    return paths
+
+
+async def _settled_audit(settings: Settings, *, timeout_s: float = 30.0):
+    """The audit stage runs behind the others: wait until its log stops growing, then verify it."""
+    deadline = time.monotonic() + timeout_s
+    previous = -1
+    while True:
+        async with database(settings) as pool:
+            count = await pool.fetchval("SELECT count(*) FROM audit_log")
+        if count == previous or time.monotonic() > deadline:
+            return await verify_audit_log(settings)
+        previous = count
+        await asyncio.sleep(2.0)
+
+
+def _summary(settings, voice_id, ready, outcomes, completed, outputs, audit) -> dict:
+    key = settings.watermark_key()
+    encoder = SpeakerEncoder()
+    reference = encoder.embed(*reference_utterance(HELD_OUT_SECONDS, offset=len(SAMPLE_SECONDS)))
+    detections, similarities = [], []
+    for path in outputs:
+        decoded = decode_audio(path.read_bytes())
+        mono = to_mono(decoded.samples)
+        detections.append(detect_watermark(mono, decoded.sample_rate_hz, key).detected)
+        similarities.append(cosine_similarity(encoder.embed(mono, decoded.sample_rate_hz), reference))
+    summary = {
+        "voice_id": voice_id,
+        "profile_version": ready.profile_version,
+        "syntheses_requested": len(REQUESTS),
+        "syntheses_completed": len(completed),
+        "syntheses_failed": [e.reason for e in outcomes if e.type == "synthesis.failed"],
+        "watermarks_detected": sum(detections),
+        "audit_chain_valid": audit.valid,
+        "audit_records": audit.checked,
+        "median_latency_s": _median([e.latency_s for e in completed]),
+        "median_rtf": _median([e.rtf for e in completed]),
+        "speaker_similarity": _median(similarities),
+        "outputs": [str(p) for p in outputs],
+    }
+    summary["ok"] = (summary["syntheses_completed"] == len(REQUESTS) == summary["watermarks_detected"]
+                     and audit.valid)
+    return summary
+
+
+def _median(values) -> float | None:
+    return round(float(statistics.median(values)), 4) if values else None
+
+
+def _failed_summary(reason: str, events) -> dict:
+    return {"ok": False, "error": reason, "events": [e.model_dump(mode="json") for e in events],
+            "syntheses_completed": 0, "watermarks_detected": 0, "audit_chain_valid": None}

@@ -1,0 +1,10 @@
+class StreamError(Exception):
+    """Base of voxflow's stream-processing errors."""
+
+
+class WaitingForPrerequisites(StreamError):
+    """The event cannot be handled yet (e.g. consent not verified); it is re-sent when that changes."""
+
+
+class TopicMissing(StreamError):
+    """A topic the command reads does not exist on the broker."""

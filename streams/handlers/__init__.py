@@ -1,0 +1,1 @@
+"""Stage handlers: plain async functions `(event, context) -> events to publish`."""

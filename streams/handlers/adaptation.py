@@ -1,0 +1,96 @@
+"""Adaptation: once consent is verified and the samples are decided, build a new voice-profile version."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+
+from processors.audio import decode_audio, to_mono
+from processors.errors import ProcessorError
+from processors.voice_profile import build_profile
+from schemas.envelope import Event
+from schemas.events import AdaptationFailed, AdaptationRequested, VoiceReady
+from streams.context import StageContext
+from streams.errors import WaitingForPrerequisites
+from streams.handlers.common import claim_voice
+
+
+async def adapt_voice(event: AdaptationRequested, context: StageContext) -> list[Event]:
+    rejection = await claim_voice(event, context)
+    if rejection:
+        return [event.follow_up(AdaptationFailed, adaptation_id=event.adaptation_id, reason=rejection)]
+    await _require_consent(event, context)
+    samples = await _decided_samples(event, context)
+    accepted = [row for row in samples if row["status"] == "accepted"]
+    if not accepted:
+        return await _fail(event, context, "none of the samples passed the quality gate")
+    return await _build(event, context, accepted)
+
+
+async def _require_consent(event: AdaptationRequested, context: StageContext) -> None:
+    if await context.repos.consents.current_for_voice(voice_id=event.voice_id, now=context.clock()) is None:
+        await _wait(event, context, "waiting for a verified, unexpired consent of the voice owner")
+
+
+async def _decided_samples(event: AdaptationRequested, context: StageContext):
+    if not event.sample_ids:
+        rows = await context.repos.samples.accepted_for_voice(voice_id=event.voice_id)
+        if not rows:
+            await _wait(event, context, "waiting for an accepted sample")
+        return rows
+    decisions = await context.repos.samples.decisions(voice_id=event.voice_id, sample_ids=event.sample_ids)
+    undecided = [str(s) for s in event.sample_ids if s not in decisions]
+    if undecided:
+        await _wait(event, context, f"waiting for samples {', '.join(undecided)} to pass ingest")
+    return [decisions[s] for s in event.sample_ids]
+
+
+async def _wait(event: AdaptationRequested, context: StageContext, reason: str):
+    await context.repos.adaptations.record(
+        adaptation_id=event.adaptation_id, voice_id=event.voice_id, tenant_id=event.tenant_id,
+        status="waiting", reason=reason, request=event.model_dump(mode="json"),
+    )
+    raise WaitingForPrerequisites(reason)
+
+
+async def _build(event: AdaptationRequested, context: StageContext, accepted) -> list[Event]:
+    started = time.perf_counter()
+    audio = [await _load_sample(context, row["normalised_key"]) for row in accepted]
+    sample_rate_hz = audio[0][1]
+    try:
+        profile = await asyncio.to_thread(
+            build_profile, [samples for samples, _ in audio], sample_rate_hz, context.models.encoder
+        )
+    except ProcessorError as error:
+        return await _fail(event, context, f"could not build a voice profile: {error}")
+    sample_ids = [row["sample_id"] for row in accepted]
+    version = await context.repos.profiles.save(
+        voice_id=event.voice_id, adaptation_id=event.adaptation_id, sample_ids=sample_ids,
+        embedding=profile.embedding, profile=profile.to_dict(),
+    )
+    await context.repos.adaptations.record(
+        adaptation_id=event.adaptation_id, voice_id=event.voice_id, tenant_id=event.tenant_id,
+        status="completed", request=event.model_dump(mode="json"),
+    )
+    inconsistent = [sample_ids[i] for i in profile.inconsistent_samples]
+    return [event.follow_up(
+        VoiceReady, adaptation_id=event.adaptation_id, profile_version=version, sample_count=len(accepted),
+        speech_s=round(sum(row["speech_s"] or 0.0 for row in accepted), 2),
+        embedding_spread=round(float(profile.embedding_spread), 4), f0_median_hz=round(float(profile.f0_median_hz), 1),
+        inconsistent_sample_ids=inconsistent, adaptation_s=round(time.perf_counter() - started, 3),
+    )]
+
+
+async def _load_sample(context: StageContext, key: str) -> tuple[np.ndarray, int]:
+    decoded = decode_audio(await context.store.get(key))
+    return to_mono(decoded.samples), decoded.sample_rate_hz
+
+
+async def _fail(event: AdaptationRequested, context: StageContext, reason: str) -> list[Event]:
+    await context.repos.adaptations.record(
+        adaptation_id=event.adaptation_id, voice_id=event.voice_id, tenant_id=event.tenant_id,
+        status="failed", reason=reason, request=event.model_dump(mode="json"),
+    )
+    return [event.follow_up(AdaptationFailed, adaptation_id=event.adaptation_id, reason=reason)]

@@ -1,0 +1,26 @@
+"""Audit and anomaly stages: persist what the other stages decided."""
+
+from __future__ import annotations
+
+import logging
+
+from schemas.envelope import Event
+from schemas.events import AnomalyDetected, AuditRecorded
+from streams.context import StageContext
+
+log = logging.getLogger("voxflow.anomaly")
+
+
+async def append_audit_record(event: AuditRecorded, context: StageContext) -> list[Event]:
+    await context.repos.audit.append(event_id=event.event_id, record=event.model_dump(mode="json"))
+    return []
+
+
+async def record_anomaly(event: AnomalyDetected, context: StageContext) -> list[Event]:
+    await context.repos.anomalies.record(
+        event_id=event.event_id, tenant_id=event.tenant_id, voice_id=event.voice_id, kind=event.kind,
+        severity=event.severity, action=event.action, detail=event.detail, detected_at=event.occurred_at,
+    )
+    log.warning("ANOMALY %s (%s, %s) tenant=%s voice=%s: %s", event.kind, event.severity, event.action,
+                event.tenant_id, event.voice_id, event.detail)
+    return []

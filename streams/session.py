@@ -1,0 +1,48 @@
+"""Opening and closing the clients a worker, the CLI or the demo needs."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+import asyncpg
+
+from infra.db import apply_migrations, create_pool
+from infra.kafka import KafkaProducer, ensure_topics
+from infra.objectstore import ObjectStore, open_object_store
+from infra.settings import Settings
+from streams.publisher import EventPublisher
+from streams.topics import ALL_TOPICS
+
+
+@dataclass
+class ClientSession:
+    publisher: EventPublisher
+    store: ObjectStore | None
+
+
+@contextlib.asynccontextmanager
+async def client_session(settings: Settings, *, with_store: bool = True) -> AsyncIterator[ClientSession]:
+    store = await open_object_store(settings) if with_store else None
+    async with KafkaProducer(settings.kafka_bootstrap) as producer:
+        yield ClientSession(EventPublisher(producer), store)
+
+
+@contextlib.asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(settings.postgres_dsn)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def prepare_stack(settings: Settings) -> dict[str, list[str]]:
+    """Create missing topics, apply migrations, make the bucket: safe to run on every start."""
+    created = await ensure_topics(settings.kafka_bootstrap, ALL_TOPICS, partitions=settings.topic_partitions,
+                                  replication=settings.topic_replication)
+    async with database(settings) as pool:
+        migrated = await apply_migrations(pool)
+    await open_object_store(settings)
+    return {"topics_created": created, "migrations_applied": migrated}

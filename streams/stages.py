@@ -1,0 +1,62 @@
+"""Which handler serves which event type on which stage topic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Mapping
+
+from schemas import events
+from schemas.envelope import Event
+from streams import topics
+from streams.context import StageContext
+from streams.handlers.adaptation import adapt_voice
+from streams.handlers.consent import grant_consent, revoke_consent
+from streams.handlers.ingest import ingest_sample
+from streams.handlers.records import append_audit_record, record_anomaly
+from streams.handlers.synthesis import synthesize_speech
+from streams.handlers.watermark import detect_output, release_output
+
+Handler = Callable[[Event, StageContext], Awaitable[list[Event]]]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    topic: str
+    handlers: Mapping[type[Event], Handler]
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("ingest", topics.INGEST, {events.SampleUploaded: ingest_sample}),
+    Stage("consent", topics.CONSENT, {events.ConsentGranted: grant_consent, events.ConsentRevoked: revoke_consent}),
+    Stage("adaptation", topics.ADAPTATION, {events.AdaptationRequested: adapt_voice}),
+    Stage("synthesis", topics.SYNTHESIS, {events.SynthesisRequested: synthesize_speech}),
+    Stage("watermark", topics.WATERMARK, {
+        events.SynthesisProduced: release_output,
+        events.WatermarkDetectionRequested: detect_output,
+    }),
+    Stage("audit", topics.AUDIT, {events.AuditRecorded: append_audit_record}),
+    Stage("anomaly", topics.ANOMALIES, {events.AnomalyDetected: record_anomaly}),
+)
+
+# The decision each outcome event records in the audit log.
+AUDITED_DECISIONS: dict[type[Event], str] = {
+    events.SampleAccepted: "accepted",
+    events.SampleRejected: "rejected",
+    events.ConsentVerified: "accepted",
+    events.ConsentRejected: "rejected",
+    events.ConsentRevocationApplied: "revoked",
+    events.VoiceReady: "completed",
+    events.AdaptationFailed: "failed",
+    events.SynthesisProduced: "accepted",
+    events.SynthesisCompleted: "completed",
+    events.SynthesisFailed: "failed",
+    events.WatermarkDetected: "completed",
+    events.DeadLettered: "rejected",
+}
+
+
+def audit_decision(event: Event) -> str | None:
+    if isinstance(event, events.AnomalyDetected):
+        return "blocked" if event.action == "blocked" else "alerted"
+    return AUDITED_DECISIONS.get(type(event))

@@ -1,0 +1,45 @@
+"""Topic names and which topic each event type travels on (all keyed by voice id)."""
+
+from __future__ import annotations
+
+from schemas import events
+from schemas.envelope import Event
+
+INGEST = "voxflow.ingest"
+CONSENT = "voxflow.consent"
+ADAPTATION = "voxflow.adaptation"
+SYNTHESIS = "voxflow.synthesis"
+WATERMARK = "voxflow.watermark"
+RESULTS = "voxflow.results"
+ANOMALIES = "voxflow.anomalies"
+AUDIT = "voxflow.audit"
+DEAD_LETTER = "voxflow.deadletter"
+
+ALL_TOPICS = (INGEST, CONSENT, ADAPTATION, SYNTHESIS, WATERMARK, RESULTS, ANOMALIES, AUDIT, DEAD_LETTER)
+
+TOPIC_OF: dict[type[Event], str] = {
+    events.SampleUploaded: INGEST,
+    events.ConsentGranted: CONSENT,
+    events.ConsentRevoked: CONSENT,
+    events.AdaptationRequested: ADAPTATION,
+    events.SynthesisRequested: SYNTHESIS,
+    events.SynthesisProduced: WATERMARK,
+    events.WatermarkDetectionRequested: WATERMARK,
+    events.SampleAccepted: RESULTS,
+    events.SampleRejected: RESULTS,
+    events.ConsentVerified: RESULTS,
+    events.ConsentRejected: RESULTS,
+    events.ConsentRevocationApplied: RESULTS,
+    events.VoiceReady: RESULTS,
+    events.AdaptationFailed: RESULTS,
+    events.SynthesisCompleted: RESULTS,
+    events.SynthesisFailed: RESULTS,
+    events.WatermarkDetected: RESULTS,
+    events.AnomalyDetected: ANOMALIES,
+    events.AuditRecorded: AUDIT,
+    events.DeadLettered: DEAD_LETTER,
+}
+
+
+def topic_for(event: Event) -> str:
+    return TOPIC_OF[type(event)]

@@ -1,0 +1,62 @@
+"""Shared fixtures. Integration fixtures start real services: the embedded Tansu broker and
+PostgreSQL (infra.embedded) and an S3-compatible endpoint (moto's server) for the MinIO code path."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+from infra.settings import Settings
+
+pytest_plugins = ["tests.conftest_speech"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def embedded_stack(tmp_path_factory):
+    from infra.embedded import EmbeddedStack
+
+    stack = EmbeddedStack(tmp_path_factory.mktemp("stack"), broker_port=free_port(), postgres_port=free_port())
+    stack.up()
+    yield stack
+    stack.down()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack_settings(embedded_stack, s3_endpoint, tmp_path_factory) -> Settings:
+    """Settings for a worker on the real broker, real Postgres and the S3 endpoint."""
+    return Settings(
+        _env_file=None,
+        data_dir=Path(tmp_path_factory.mktemp("worker")),
+        kafka_bootstrap=embedded_stack.kafka_bootstrap,
+        postgres_dsn=embedded_stack.postgres_dsn,
+        object_store="s3",
+        s3_endpoint=s3_endpoint,
+        s3_access_key="test",
+        s3_secret_key="test-secret",
+        s3_bucket=f"voxflow-{uuid.uuid4().hex[:8]}",
+        topic_partitions=2,
+        consumer_group=f"voxflow-test-{uuid.uuid4().hex[:8]}",
+        watermark_key_hex="11" * 32,
+        synthesis_rate_limit=8,
+        synthesis_rate_window_s=60,
+    )

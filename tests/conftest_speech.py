@@ -1,0 +1,63 @@
+"""Session fixtures of real human speech and the models that listen to it.
+
+Load with ``pytest_plugins = ["tests.conftest_speech"]``. The first run fetches two Debian packages
+(about 50 MB) into the speech cache; later runs read the cache.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from infra.speech_assets import czech_actor_utterance, heldout_utterance, reference_utterance
+from processors.speaker import SpeakerEncoder
+from processors.tts import EspeakTTS
+from processors.voice_profile import VoiceProfile, build_profile
+
+PROFILE_CHUNK_S = 6.0
+PROFILE_CHUNKS = 5
+
+
+@pytest.fixture(scope="session")
+def speaker_encoder() -> SpeakerEncoder:
+    return SpeakerEncoder()
+
+
+@pytest.fixture(scope="session")
+def espeak_tts() -> EspeakTTS:
+    return EspeakTTS()
+
+
+@pytest.fixture(scope="session")
+def english_reference_speech() -> tuple[np.ndarray, int]:
+    """30 s of one US-English female voice (Asterisk "Allison"), float32 mono at 16 kHz."""
+    return reference_utterance(PROFILE_CHUNK_S * PROFILE_CHUNKS)
+
+
+@pytest.fixture(scope="session")
+def english_heldout_speech() -> tuple[np.ndarray, int]:
+    """12 s of the same voice saying other prompts than the reference speech."""
+    return heldout_utterance(12.0)
+
+
+@pytest.fixture(scope="session")
+def czech_male_speech() -> tuple[np.ndarray, int]:
+    """12 s of another real speaker (Fish Fillets' big fish, Czech, male), float32 mono at 16 kHz."""
+    return czech_actor_utterance("big_fish", 12.0)
+
+
+@pytest.fixture(scope="session")
+def english_profile_chunks(english_reference_speech: tuple[np.ndarray, int]) -> list[np.ndarray]:
+    """The reference speech cut into five 6 s samples, as a user's enrolment would arrive."""
+    samples, sample_rate_hz = english_reference_speech
+    chunk_length = int(PROFILE_CHUNK_S * sample_rate_hz)
+    return [samples[index * chunk_length : (index + 1) * chunk_length] for index in range(PROFILE_CHUNKS)]
+
+
+@pytest.fixture(scope="session")
+def english_voice_profile(
+    english_profile_chunks: list[np.ndarray],
+    english_reference_speech: tuple[np.ndarray, int],
+    speaker_encoder: SpeakerEncoder,
+) -> VoiceProfile:
+    return build_profile(english_profile_chunks, english_reference_speech[1], speaker_encoder)

@@ -1,0 +1,181 @@
+"""The embedded stack on real processes: a Tansu broker and PostgreSQL 18 under a temporary data dir."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from infra.embedded import EmbeddedStack, StackStatus
+from infra.errors import PortInUseError, PortMismatchError
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Tansu holds a group's first JoinGroup for half the session timeout; a short one keeps the test quick.
+CONSUMER_SESSION_TIMEOUT_MS = 2000
+CONSUMER_HEARTBEAT_INTERVAL_MS = 500
+
+
+def start_in_another_process(stack: EmbeddedStack) -> None:
+    """`up()` from a short-lived interpreter, as `voxflow stack up` does from the CLI."""
+    script = (
+        "import sys; from pathlib import Path; from infra.embedded import EmbeddedStack; "
+        "EmbeddedStack(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])).up()"
+    )
+    subprocess.run([sys.executable, "-c", script, str(stack.data_dir), str(stack.broker_port),
+                    str(stack.postgres_port)], cwd=REPO_ROOT, check=True, timeout=120)
+
+
+def pids(status: StackStatus) -> tuple[int | None, int | None]:
+    return status.broker.pid, status.postgres.pid
+
+
+def exited_pid() -> int:
+    """The pid of a process that has already exited and been reaped."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+async def execute(stack: EmbeddedStack, *statements: str) -> None:
+    connection = await asyncpg.connect(stack.postgres_dsn)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def fetch_value(stack: EmbeddedStack, query: str) -> object:
+    connection = await asyncpg.connect(stack.postgres_dsn)
+    try:
+        return await connection.fetchval(query)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    stack = EmbeddedStack(tmp_path_factory.mktemp("embedded"), broker_port=free_port(), postgres_port=free_port())
+    start_in_another_process(stack)
+    yield stack
+    stack.down()
+
+
+def test_services_outlive_the_process_that_started_them(stack):
+    status = stack.status()
+
+    assert status.running
+    assert status.broker.url == f"kafka://{stack.kafka_bootstrap}"
+    assert status.postgres.url == stack.postgres_dsn
+    # Another session: a Ctrl-C or hang-up in the terminal that ran `stack up` does not reach them.
+    assert all(os.getsid(pid) != os.getsid(0) for pid in pids(status))
+
+
+async def test_a_message_produced_to_the_broker_is_consumed_back(stack):
+    topic = f"stack-test-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+    finally:
+        await admin.close()
+    sent = {f"key-{n}".encode(): f"value-{n}".encode() for n in range(5)}
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    await producer.start()
+    try:
+        for key, value in sent.items():
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=stack.kafka_bootstrap, group_id=f"stack-test-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest", session_timeout_ms=CONSUMER_SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=CONSUMER_HEARTBEAT_INTERVAL_MS,
+    )
+    await consumer.start()
+    received = {}
+    try:
+        while len(received) < len(sent):
+            batches = await consumer.getmany(timeout_ms=10_000)
+            assert batches, f"nothing more after {len(received)} of {len(sent)} messages"
+            received.update((record.key, record.value) for records in batches.values() for record in records)
+    finally:
+        await consumer.stop()
+
+    assert received == sent
+
+
+async def test_postgres_serves_the_voxflow_database_with_pgvector(stack):
+    assert await fetch_value(stack, "select 1") == 1
+    assert await fetch_value(stack, "select current_database()") == "voxflow"
+
+    await execute(stack, "create extension if not exists vector")
+
+    assert await fetch_value(stack, "select '[1, 2, 3]'::vector <-> '[1, 2, 5]'::vector") == pytest.approx(2.0)
+
+
+def test_up_on_a_running_stack_changes_nothing(stack):
+    before = stack.status()
+
+    after = stack.up()
+
+    assert after.running
+    assert pids(after) == pids(before)
+
+
+def test_up_with_other_ports_than_the_running_stack_is_refused(stack):
+    moved = EmbeddedStack(stack.data_dir, broker_port=free_port(), postgres_port=stack.postgres_port)
+
+    with pytest.raises(PortMismatchError, match="broker"):
+        moved.up()
+    assert stack.status().running
+
+
+def test_a_port_taken_by_another_process_is_refused_before_anything_starts(tmp_path):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken_port = squatter.getsockname()[1]
+        stack = EmbeddedStack(tmp_path, broker_port=free_port(), postgres_port=taken_port)
+
+        with pytest.raises(PortInUseError, match=str(taken_port)):
+            stack.up()
+
+    status = stack.status()
+    assert not status.broker.running
+    assert not status.postgres.running
+
+
+async def test_down_stops_both_and_up_restarts_them_keeping_postgres_data(stack):
+    before = stack.status()
+    await execute(stack, "create table kept (note text)", "insert into kept values ('survives a restart')")
+
+    stack.down()
+
+    stopped = stack.status()
+    assert not stopped.broker.running
+    assert not stopped.postgres.running
+    # Binding both ports proves nothing listens on them any more.
+    with socket.create_server(("127.0.0.1", stack.broker_port)), \
+            socket.create_server(("127.0.0.1", stack.postgres_port)):
+        pass
+
+    (stack.data_dir / "broker.pid").write_text(f"{exited_pid()}\n")
+    assert not stack.status().broker.running
+
+    restarted = stack.up()
+    assert restarted.running
+    assert set(pids(restarted)).isdisjoint(pids(before))
+    assert await fetch_value(stack, "select note from kept") == "survives a restart"

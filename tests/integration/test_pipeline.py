@@ -1,0 +1,233 @@
+"""The whole pipeline on the real broker, real Postgres and an S3 endpoint, with real speech."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from infra.kafka import KafkaProducer
+from infra.speech_assets import reference_utterance
+from processors.audio import decode_audio, encode_wav, to_mono
+from processors.watermark import detect_watermark
+from schemas.envelope import utc_now
+from schemas.events import (
+    AdaptationRequested,
+    SynthesisRequested,
+    WatermarkDetectionRequested,
+)
+from streams import topics
+from streams.auditing import read_audit_log, verify_audit_log
+from streams.client import signed_consent, signed_revocation, upload_sample
+from streams.results import ResultWatcher
+from streams.session import client_session
+from streams.worker import VoxflowWorker
+
+pytestmark = pytest.mark.integration
+
+TENANT = "acme"
+RESULT_TIMEOUT_S = 240
+
+
+@pytest.fixture(scope="module")
+async def worker(stack_settings):
+    async with VoxflowWorker(stack_settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def session(stack_settings, worker):
+    async with client_session(stack_settings) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def results(stack_settings, worker):
+    async with ResultWatcher(stack_settings.kafka_bootstrap, topics.RESULTS) as watcher:
+        yield watcher
+
+
+@pytest.fixture
+async def dead_letters(stack_settings, worker):
+    async with ResultWatcher(stack_settings.kafka_bootstrap, topics.DEAD_LETTER) as watcher:
+        yield watcher
+
+
+def wav_of_real_speech(seconds: float, offset: int) -> bytes:
+    return encode_wav(*reference_utterance(seconds, offset=offset))
+
+
+async def consented_voice(session, results, *, voice_id: str, max_uses: int | None = None,
+                          owner_key: Ed25519PrivateKey | None = None):
+    correlation = uuid.uuid4()
+    uploads = [
+        await upload_sample(session.store, session.publisher, data=wav_of_real_speech(10, offset=i),
+                            filename=f"s{i}.wav", tenant_id=TENANT, voice_id=voice_id, correlation_id=correlation)
+        for i in range(2)
+    ]
+    owner_key = owner_key or Ed25519PrivateKey.generate()
+    consent = signed_consent(owner_key, tenant_id=TENANT, voice_id=voice_id, owner_id="owner-1",
+                             purposes=["narration"], languages=["en"], statement_text="I consent.",
+                             max_uses=max_uses, correlation_id=correlation)
+    # adaptation is sent before consent on purpose: it must wait for the consent, then run
+    await session.publisher.publish(AdaptationRequested(tenant_id=TENANT, voice_id=voice_id, correlation_id=correlation,
+                                                        sample_ids=[u.sample_id for u in uploads]))
+    await session.publisher.publish(consent)
+    ready = await results.wait_for(correlation, {"voice.ready", "adaptation.failed"}, 1, timeout_s=RESULT_TIMEOUT_S)
+    assert [e.type for e in ready] == ["voice.ready"], ready
+    return correlation, consent, ready[0]
+
+
+async def synthesise(session, results, *, voice_id: str, correlation, text: str = "Good morning, everyone.",
+                     purpose: str = "narration", language: str = "en"):
+    request = SynthesisRequested(tenant_id=TENANT, voice_id=voice_id, correlation_id=correlation, text=text,
+                                 language=language, purpose=purpose)
+    await session.publisher.publish(request)
+    answer = await results.wait_until(
+        lambda e: getattr(e, "synthesis_id", None) == request.synthesis_id
+        and e.type in {"synthesis.completed", "synthesis.failed"},
+        timeout_s=RESULT_TIMEOUT_S,
+    )
+    assert answer, f"no result for synthesis {request.synthesis_id}"
+    return answer[0]
+
+
+async def test_consenting_voice_is_cloned_watermarked_and_audited(session, results, stack_settings):
+    correlation, _, ready = await consented_voice(session, results, voice_id="alice")
+    assert ready.sample_count == 2 and ready.profile_version == 1
+
+    completed = await synthesise(session, results, voice_id="alice", correlation=correlation)
+
+    assert completed.type == "synthesis.completed", completed
+    assert completed.object_key.startswith(f"syntheses/{TENANT}/alice/")
+    audio = decode_audio(await session.store.get(completed.object_key))
+    assert audio.sample_rate_hz >= 24000 and completed.duration_s > 0.5
+    detection = detect_watermark(to_mono(audio.samples), audio.sample_rate_hz, stack_settings.watermark_key())
+    assert detection.detected and detection.payload == completed.synthesis_id.bytes[:8]
+    assert not await session.store.exists(f"syntheses/{TENANT}/alice/{completed.synthesis_id}/unmarked.wav")
+
+    await results.wait_until(lambda e: False, timeout_s=3)  # give the audit stage a moment to catch up
+    verification = await verify_audit_log(stack_settings)
+    assert verification.valid
+    journey = [e.record for e in await read_audit_log(stack_settings) if e.record["correlation_id"] == str(correlation)]
+    decisions = {(r["action"], r["decision"]) for r in journey}
+    assert {("sample.accepted", "accepted"), ("consent.verified", "accepted"), ("voice.ready", "completed"),
+            ("synthesis.completed", "completed")} <= decisions
+
+
+async def test_bad_audio_gets_a_rejection_with_reasons(session, results):
+    corrupt = await upload_sample(session.store, session.publisher, data=b"RIFF\x00\x00garbage" * 10,
+                                  filename="broken.wav", tenant_id=TENANT, voice_id="bob")
+    blip = await upload_sample(session.store, session.publisher, data=wav_of_real_speech(0.2, offset=0),
+                               filename="blip.wav", tenant_id=TENANT, voice_id="bob")
+
+    rejected = await results.wait_until(
+        lambda e: e.type == "sample.rejected" and e.sample_id in {corrupt.sample_id, blip.sample_id}, 2,
+        timeout_s=RESULT_TIMEOUT_S,
+    )
+
+    assert len(rejected) == 2
+    assert all(r.reasons and all(isinstance(reason, str) and reason for reason in r.reasons) for r in rejected)
+
+
+async def test_forged_and_expired_consent_are_rejected(session, results):
+    owner = Ed25519PrivateKey.generate()
+    genuine = signed_consent(owner, tenant_id=TENANT, voice_id="carol", owner_id="carol", purposes=["narration"],
+                             languages=["en"], statement_text="I consent.")
+    forged = genuine.model_copy(update={"purposes": ["narration", "advertising"]})
+    expired = signed_consent(owner, tenant_id=TENANT, voice_id="carol", owner_id="carol", purposes=["narration"],
+                             languages=["en"], statement_text="I consent.", valid_for=timedelta(days=1),
+                             issued_at=utc_now() - timedelta(days=3))
+    for event in (forged, expired):
+        await session.publisher.publish(event)
+
+    rejected = await results.wait_until(
+        lambda e: e.type == "consent.rejected" and e.consent_id in {forged.consent_id, expired.consent_id}, 2,
+        timeout_s=RESULT_TIMEOUT_S,
+    )
+
+    reasons = {r.consent_id: " ".join(r.reasons) for r in rejected}
+    assert "signature" in reasons[forged.consent_id]
+    assert "expired" in reasons[expired.consent_id]
+
+
+async def test_synthesis_is_refused_without_valid_consent(session, results):
+    unknown = await synthesise(session, results, voice_id="nobody-knows-me", correlation=uuid.uuid4())
+    assert unknown.type == "synthesis.failed" and "unknown voice" in unknown.reason
+
+    await upload_sample(session.store, session.publisher, data=wav_of_real_speech(4, offset=3),
+                        filename="d.wav", tenant_id=TENANT, voice_id="dave")
+    await results.wait_until(lambda e: e.type == "sample.accepted" and e.voice_id == "dave", timeout_s=RESULT_TIMEOUT_S)
+    unconsented = await synthesise(session, results, voice_id="dave", correlation=uuid.uuid4())
+    assert unconsented.type == "synthesis.failed" and "consent" in unconsented.reason
+
+
+async def test_revoked_consent_stops_further_cloning(session, results):
+    owner = Ed25519PrivateKey.generate()
+    correlation, consent, _ = await consented_voice(session, results, voice_id="erin", owner_key=owner)
+    wrong_purpose = await synthesise(session, results, voice_id="erin", correlation=correlation, purpose="advertising")
+    assert wrong_purpose.type == "synthesis.failed" and "purpose" in wrong_purpose.reason
+
+    await session.publisher.publish(signed_revocation(owner, tenant_id=TENANT, voice_id="erin",
+                                                      consent_id=consent.consent_id))
+    await results.wait_until(lambda e: e.type == "consent.revocation_applied" and e.voice_id == "erin",
+                             timeout_s=RESULT_TIMEOUT_S)
+
+    after = await synthesise(session, results, voice_id="erin", correlation=correlation)
+    assert after.type == "synthesis.failed" and "consent" in after.reason
+
+
+async def test_detection_tells_original_speech_from_voxflow_output(session, results, stack_settings):
+    original_key = f"checks/{uuid.uuid4()}.wav"
+    await session.store.put(original_key, wav_of_real_speech(6, offset=5))
+    request = WatermarkDetectionRequested(tenant_id=TENANT, voice_id="alice", object_key=original_key)
+    await session.publisher.publish(request)
+
+    answer = await results.wait_until(
+        lambda e: e.type == "watermark.detection_result" and e.detection_id == request.detection_id,
+        timeout_s=RESULT_TIMEOUT_S,
+    )
+
+    assert answer and answer[0].detected is False
+
+
+async def test_malformed_and_future_events_are_dead_lettered_and_the_worker_keeps_going(
+    stack_settings, session, results, dead_letters,
+):
+    future = json.loads(SynthesisRequested(tenant_id=TENANT, voice_id="alice", text="hi", purpose="narration")
+                        .model_dump_json())
+    future["schema_version"] = 99
+    async with KafkaProducer(stack_settings.kafka_bootstrap) as producer:
+        await producer.send(topics.INGEST, key=b"x", value=b"{not json")
+        await producer.send(topics.SYNTHESIS, key=b"alice", value=json.dumps(future).encode())
+
+    letters = await dead_letters.wait_until(
+        lambda e: e.payload_text == "{not json" or '"schema_version": 99' in e.payload_text, 2,
+        timeout_s=RESULT_TIMEOUT_S,
+    )
+
+    assert {letter.reason for letter in letters} == {"MalformedEvent", "UnsupportedSchemaVersion"}
+    still_alive = await synthesise(session, results, voice_id="nobody-at-all", correlation=uuid.uuid4())
+    assert still_alive.type == "synthesis.failed"
+
+
+async def test_request_flood_is_blocked_as_an_anomaly(stack_settings, session, results):
+    flood_tenant = "flooder"
+    voice = "flood-voice"
+    await upload_sample(session.store, session.publisher, data=wav_of_real_speech(3, offset=6),
+                        filename="f.wav", tenant_id=flood_tenant, voice_id=voice)
+    await results.wait_until(lambda e: e.type in {"sample.accepted", "sample.rejected"} and e.voice_id == voice,
+                             timeout_s=RESULT_TIMEOUT_S)
+    requests = [SynthesisRequested(tenant_id=flood_tenant, voice_id=voice, text="again", purpose="narration")
+                for _ in range(stack_settings.synthesis_rate_limit + 2)]
+    for request in requests:
+        await session.publisher.publish(request)
+
+    failures = await results.wait_until(
+        lambda e: e.type == "synthesis.failed" and e.voice_id == voice, len(requests), timeout_s=RESULT_TIMEOUT_S,
+    )
+
+    assert any("blocked" in f.reason for f in failures)

@@ -1,0 +1,93 @@
+"""Object stores (MinIO client against a real S3 endpoint, local directory) and Postgres repositories."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from infra.db import apply_migrations, create_pool
+from infra.errors import InvalidObjectKey, ObjectNotFound, ObjectStoreUnavailable
+from infra.objectstore import LocalDirectoryStore, MinioStore, open_object_store
+from infra.repositories import AuditRepository, Repositories
+from infra.settings import Settings
+from streams.auditing import verify_audit_log
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["s3", "local"])
+async def store(request, stack_settings, tmp_path):
+    if request.param == "s3":
+        return await open_object_store(stack_settings.model_copy(update={"s3_bucket": f"t-{uuid.uuid4().hex[:8]}"}))
+    return LocalDirectoryStore(tmp_path)
+
+
+async def test_objects_round_trip_and_list_by_prefix(store):
+    await store.put("samples/a/1.wav", b"one")
+    await store.put("samples/a/2.wav", b"two")
+    await store.put("other/3.wav", b"three")
+
+    assert await store.get("samples/a/2.wav") == b"two"
+    assert await store.list_keys("samples/a/") == ["samples/a/1.wav", "samples/a/2.wav"]
+    await store.delete("samples/a/1.wav")
+    assert not await store.exists("samples/a/1.wav") and await store.exists("other/3.wav")
+
+
+async def test_missing_objects_and_bad_keys_raise_named_errors(store):
+    with pytest.raises(ObjectNotFound):
+        await store.get("nothing/here.wav")
+    with pytest.raises(InvalidObjectKey):
+        await store.put("../escape.wav", b"x")
+
+
+async def test_an_unreachable_s3_endpoint_is_reported_as_unavailable():
+    settings = Settings(_env_file=None, object_store="s3", s3_endpoint="127.0.0.1:9")
+    store = MinioStore.from_settings(settings)
+    with pytest.raises(ObjectStoreUnavailable):
+        await store.get("x")
+
+
+@pytest.fixture
+async def pool(stack_settings):
+    pool = await create_pool(stack_settings.postgres_dsn)
+    await apply_migrations(pool)
+    yield pool
+    await pool.close()
+
+
+async def test_migrations_apply_once(pool):
+    assert await apply_migrations(pool) == []
+    names = [r["name"] for r in await pool.fetch("SELECT name FROM schema_migrations ORDER BY name")]
+    assert names[0] == "0001_initial"
+
+
+async def test_profiles_are_versioned_and_replays_do_not_add_versions(pool):
+    repos = Repositories.over(pool)
+    voice = f"v-{uuid.uuid4().hex[:6]}"
+    await repos.voices.ensure_voice(voice_id=voice, tenant_id="t")
+    first, second = uuid.uuid4(), uuid.uuid4()
+    embedding = [0.0625] * 256
+
+    assert await repos.profiles.save(voice_id=voice, adaptation_id=first, sample_ids=[], embedding=embedding,
+                                     profile={"n": 1}) == 1
+    assert await repos.profiles.save(voice_id=voice, adaptation_id=second, sample_ids=[], embedding=embedding,
+                                     profile={"n": 2}) == 2
+    assert await repos.profiles.save(voice_id=voice, adaptation_id=first, sample_ids=[], embedding=embedding,
+                                     profile={"n": 1}) == 1
+    assert (await repos.profiles.latest(voice_id=voice))["profile"] == {"n": 2}
+
+
+async def test_tampering_with_the_audit_log_is_detected_at_the_altered_entry(pool, stack_settings):
+    audit = AuditRepository(pool)
+    appended = [await audit.append(event_id=uuid.uuid4(), record={"decision": "accepted", "n": n}) for n in range(3)]
+    assert (await verify_audit_log(stack_settings)).valid
+
+    victim = appended[1].sequence
+    await pool.execute("UPDATE audit_log SET record = jsonb_set(record, '{decision}', '\"rejected\"') "
+                       "WHERE sequence = $1", victim)
+    verification = await verify_audit_log(stack_settings)
+    await pool.execute("UPDATE audit_log SET record = jsonb_set(record, '{decision}', '\"accepted\"') "
+                       "WHERE sequence = $1", victim)
+
+    assert not verification.valid and verification.first_invalid_sequence == victim

@@ -1,0 +1,246 @@
+import io
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from processors.audio import (
+    assess_quality,
+    decode_audio,
+    encode_wav,
+    normalise_loudness,
+    prepare_sample,
+    resample,
+    to_mono,
+    trim_silence,
+)
+from processors.errors import AudioDecodeError, EmptyAudioError, InvalidAudioError
+
+RATE_HZ = 16000
+
+
+@pytest.fixture(scope="module")
+def speech(english_reference_speech):
+    samples, sample_rate_hz = english_reference_speech
+    return samples[: 8 * sample_rate_hz]
+
+
+def _encoded(samples, sample_rate_hz, file_format, subtype=None):
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, sample_rate_hz, format=file_format, subtype=subtype)
+    return buffer.getvalue()
+
+
+def _ffmpeg_encoded(samples, sample_rate_hz, output_format, codec):
+    encode = ["-c:a", codec, "-f", output_format, "pipe:1"]
+    command = ["ffmpeg", "-nostdin", "-v", "error", "-f", "wav", "-i", "pipe:0", *encode]
+    return subprocess.run(command, input=encode_wav(samples, sample_rate_hz), capture_output=True, check=True).stdout
+
+
+@pytest.mark.parametrize(
+    ("file_format", "subtype", "tolerance"),
+    [
+        ("WAV", "PCM_16", 1e-4),
+        ("FLAC", "PCM_16", 1e-4),
+        ("OGG", "VORBIS", None),
+        ("OGG", "OPUS", None),
+        ("MP3", "MPEG_LAYER_III", None),
+    ],
+)
+def test_decodes_real_speech_from_common_formats(speech, file_format, subtype, tolerance):
+    decoded = decode_audio(_encoded(speech, RATE_HZ, file_format, subtype))
+
+    assert decoded.sample_rate_hz == RATE_HZ
+    assert decoded.channels == 1
+    assert decoded.samples.dtype == np.float32
+    assert decoded.duration_s == pytest.approx(8.0, abs=0.1)
+    if tolerance is not None:
+        assert np.max(np.abs(decoded.samples[0] - speech)) < tolerance
+
+
+def test_decodes_m4a_through_ffmpeg_even_with_its_index_at_the_end(speech, tmp_path):
+    # ffmpeg writes the mp4 index after the audio unless told otherwise, so decoding must seek.
+    m4a_path = tmp_path / "speech.m4a"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "wav", "-i", "pipe:0", "-c:a", "aac", str(m4a_path)],
+        input=encode_wav(speech, RATE_HZ),
+        check=True,
+    )
+
+    decoded = decode_audio(m4a_path.read_bytes())
+
+    assert decoded.sample_rate_hz == RATE_HZ
+    assert decoded.duration_s == pytest.approx(8.0, abs=0.1)
+
+
+def test_decodes_a_browser_recording_in_webm_opus(speech):
+    decoded = decode_audio(_ffmpeg_encoded(speech, RATE_HZ, "webm", "libopus"))
+
+    assert decoded.sample_rate_hz == 48000
+    assert decoded.duration_s == pytest.approx(8.0, abs=0.1)
+
+
+def test_empty_bytes_are_a_named_error():
+    with pytest.raises(EmptyAudioError):
+        decode_audio(b"")
+
+
+@pytest.mark.parametrize("garbage", [b"not audio at all " * 64, bytes(range(256)) * 40, b"RIFF\x00\x00\x00\x00WAVE"])
+def test_garbage_bytes_are_a_named_error(garbage):
+    with pytest.raises(AudioDecodeError):
+        decode_audio(garbage)
+
+
+def test_stereo_44k_upload_becomes_mono_16k_speech(speech):
+    stereo_44k = resample(np.stack([speech, 0.5 * speech]), RATE_HZ, 44100)
+
+    prepared = prepare_sample(_encoded(stereo_44k.T, 44100, "WAV", "PCM_16"))
+
+    assert prepared.original_channels == 2
+    assert prepared.original_rate_hz == 44100
+    assert prepared.sample_rate_hz == RATE_HZ
+    assert prepared.samples.ndim == 1
+    assert prepared.original_duration_s == pytest.approx(8.0, abs=0.01)
+    assert prepared.report.accepted
+
+
+def test_8k_telephone_upload_is_resampled_to_16k(speech):
+    narrowband = resample(speech, RATE_HZ, 8000)
+
+    prepared = prepare_sample(encode_wav(narrowband, 8000))
+
+    assert prepared.original_rate_hz == 8000
+    assert prepared.sample_rate_hz == RATE_HZ
+    assert prepared.report.duration_s == pytest.approx(8.0, abs=0.01)
+    assert prepared.report.accepted
+
+
+def test_prepared_sample_is_trimmed_and_at_the_standard_level(speech):
+    padded = np.concatenate([np.zeros(RATE_HZ, np.float32), 0.1 * speech, np.zeros(RATE_HZ, np.float32)])
+
+    prepared = prepare_sample(encode_wav(padded, RATE_HZ))
+
+    assert prepared.samples.size / RATE_HZ < 8.5
+    assert 20 * np.log10(np.sqrt(np.mean(prepared.samples**2))) == pytest.approx(-23.0, abs=1.0)
+
+
+def test_quality_gate_accepts_real_speech(speech):
+    report = assess_quality(speech, RATE_HZ)
+
+    assert report.accepted, report.reasons
+    assert report.reasons == []
+    assert report.speech_duration_s > 5.0
+    assert report.snr_db > 30.0
+    assert report.suggestions == ["add 23 s more speech for a more faithful voice"]
+
+
+def test_quality_gate_rejects_silence():
+    report = assess_quality(np.zeros(5 * RATE_HZ, np.float32), RATE_HZ)
+
+    assert not report.accepted
+    assert "silent" in report.reasons[0]
+    assert "microphone" in report.suggestions[0]
+
+
+def test_quality_gate_rejects_a_fifth_of_a_second(speech):
+    report = assess_quality(speech[: RATE_HZ // 5], RATE_HZ)
+
+    assert not report.accepted
+    assert any("of speech" in reason for reason in report.reasons)
+
+
+@pytest.mark.parametrize("colour", ["white", "pink"])
+def test_quality_gate_rejects_noise_without_a_voice(colour):
+    rng = np.random.default_rng(7)
+    spectrum = np.fft.rfft(rng.standard_normal(20 * RATE_HZ))
+    if colour == "pink":
+        spectrum[1:] /= np.sqrt(np.arange(1, spectrum.size))
+    noise = np.fft.irfft(spectrum)
+    # a fan speeding up and slowing down: loud and quiet stretches like speech and pauses
+    swell = 1 + 0.9 * np.sin(2 * np.pi * 0.7 * np.arange(noise.size) / RATE_HZ)
+    report = assess_quality((0.2 * noise / np.abs(noise).max() * swell).astype(np.float32), RATE_HZ)
+
+    assert not report.accepted
+    assert report.voiced_duration_s < 0.5
+
+
+def test_quality_gate_rejects_speech_drowned_in_noise(speech):
+    noise = np.random.default_rng(3).standard_normal(speech.size).astype(np.float32) * np.sqrt(np.mean(speech**2))
+
+    report = assess_quality(speech + noise, RATE_HZ)
+
+    assert not report.accepted
+    assert report.snr_db < 10
+    assert any("quieter room" in suggestion for suggestion in report.suggestions)
+
+
+def test_quality_gate_rejects_clipped_speech(speech):
+    report = assess_quality(np.clip(speech * 10, -1.0, 1.0), RATE_HZ)
+
+    assert not report.accepted
+    assert report.clipping_ratio > 0.01
+    assert any("clipped" in reason for reason in report.reasons)
+
+
+def test_twenty_minute_upload_is_rejected_with_a_reason(speech):
+    twenty_minutes_8k = np.tile(resample(speech, RATE_HZ, 8000), 150)
+
+    prepared = prepare_sample(encode_wav(twenty_minutes_8k, 8000))
+
+    assert not prepared.report.accepted
+    assert prepared.original_duration_s == pytest.approx(1200.0)
+    assert any("20.0 min" in reason for reason in prepared.report.reasons)
+
+
+def test_normalised_loudness_hits_the_target_without_exceeding_the_ceiling(speech):
+    louder = normalise_loudness(0.01 * speech, target_rms_dbfs=-20.0, peak_ceiling_dbfs=-1.0)
+    limited = normalise_loudness(speech, target_rms_dbfs=-3.0, peak_ceiling_dbfs=-1.0)
+
+    assert 20 * np.log10(np.sqrt(np.mean(louder**2))) == pytest.approx(-20.0, abs=0.01)
+    assert np.max(np.abs(limited)) == pytest.approx(10 ** (-1 / 20), rel=1e-4)
+    assert np.array_equal(normalise_loudness(np.zeros(100, np.float32)), np.zeros(100, np.float32))
+
+
+def test_trim_silence_keeps_speech_and_a_little_padding(speech):
+    padded = np.concatenate([np.zeros(2 * RATE_HZ, np.float32), speech, np.zeros(2 * RATE_HZ, np.float32)])
+
+    trimmed = trim_silence(padded, RATE_HZ)
+
+    assert speech.size - 0.5 * RATE_HZ < trimmed.size < speech.size + 0.3 * RATE_HZ
+    assert trim_silence(np.zeros(RATE_HZ, np.float32), RATE_HZ).size == 0
+
+
+def test_wav_encoding_round_trips(speech):
+    decoded = decode_audio(encode_wav(speech, RATE_HZ))
+
+    assert np.max(np.abs(decoded.samples[0] - speech)) <= 1 / 32768 + 1e-6
+
+
+def test_resampling_keeps_the_pitch_of_a_tone():
+    tone = np.sin(2 * np.pi * 440 * np.arange(RATE_HZ) / RATE_HZ).astype(np.float32)
+
+    upsampled = resample(tone, RATE_HZ, 24000)
+
+    spectrum = np.abs(np.fft.rfft(upsampled))
+    assert upsampled.size == 24000
+    assert np.argmax(spectrum) * 24000 / upsampled.size == pytest.approx(440, abs=1)
+
+
+def test_to_mono_averages_channels():
+    stereo = np.stack([np.full(10, 0.2, np.float32), np.full(10, 0.4, np.float32)])
+
+    assert np.allclose(to_mono(stereo), 0.3)
+
+
+@pytest.mark.parametrize(
+    "bad_audio", [np.full(10, np.nan, np.float32), np.zeros((2, 2, 2), np.float32), np.zeros(10, np.int16)]
+)
+def test_unusable_arrays_are_a_named_error(bad_audio):
+    with pytest.raises(InvalidAudioError):
+        assess_quality(bad_audio, RATE_HZ)
+
+
+def test_a_sample_rate_of_zero_is_a_named_error(speech):
+    with pytest.raises(InvalidAudioError):
+        resample(speech, 0, RATE_HZ)

@@ -1,0 +1,145 @@
+"""The stage processor's declared fate for every kind of message, with in-memory fakes."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from infra.errors import ObjectStoreUnavailable
+from schemas.events import SampleAccepted, SampleRejected, SampleUploaded
+from streams.errors import WaitingForPrerequisites
+from streams.processing import MessageLocation, StageProcessor
+from streams.stages import Stage
+
+LOCATION = MessageLocation("voxflow.ingest", 0, 42)
+
+
+class FakeInbox:
+    def __init__(self):
+        self.done = set()
+
+    async def seen(self, *, consumer, event_id):
+        return (consumer, event_id) in self.done
+
+    async def mark_processed(self, *, consumer, event_id):
+        self.done.add((consumer, event_id))
+
+
+class RecordingPublisher:
+    def __init__(self):
+        self.events = []
+
+    async def publish(self, event):
+        self.events.append(event)
+
+    def types(self):
+        return [e.type for e in self.events]
+
+
+def uploaded() -> SampleUploaded:
+    return SampleUploaded(tenant_id="t", voice_id="v", object_key="uploads/x.wav", size_bytes=3)
+
+
+def rejection_for(event):
+    return event.follow_up(SampleRejected, sample_id=event.sample_id, reasons=["too short"])
+
+
+def processor_with(handler):
+    inbox, publisher = FakeInbox(), RecordingPublisher()
+    context = SimpleNamespace(repos=SimpleNamespace(inbox=inbox))
+    processor = StageProcessor(context, publisher, max_attempts=3, retry_base_delay_s=0)
+    return processor, Stage("ingest", "voxflow.ingest", {SampleUploaded: handler}), publisher, inbox
+
+
+async def test_outcomes_are_published_with_their_audit_record_and_the_event_is_marked_done():
+    async def handler(event, context):
+        return [rejection_for(event)]
+
+    processor, stage, publisher, inbox = processor_with(handler)
+    event = uploaded()
+    await processor.process(stage, event.to_bytes(), LOCATION)
+
+    assert publisher.types() == ["sample.rejected", "audit.record"]
+    audit = publisher.events[1]
+    assert (audit.stage, audit.decision, audit.detail["reasons"]) == ("ingest", "rejected", ["too short"])
+    assert ("ingest", event.event_id) in inbox.done
+
+
+async def test_a_redelivered_event_is_not_handled_twice():
+    calls = []
+
+    async def handler(event, context):
+        calls.append(event.event_id)
+        return []
+
+    processor, stage, _, _ = processor_with(handler)
+    raw = uploaded().to_bytes()
+    await processor.process(stage, raw, LOCATION)
+    await processor.process(stage, raw, LOCATION)
+
+    assert len(calls) == 1
+
+
+async def test_malformed_bytes_go_to_the_dead_letter_topic_with_the_reason():
+    processor, stage, publisher, _ = processor_with(None)
+    await processor.process(stage, b"\xff not json", LOCATION)
+
+    dead = publisher.events[0]
+    assert dead.type == "dead_letter" and dead.reason == "MalformedEvent"
+    assert (dead.original_topic, dead.partition, dead.offset) == ("voxflow.ingest", 0, 42)
+    assert publisher.events[1].decision == "rejected"
+
+
+async def test_an_event_on_the_wrong_topic_is_dead_lettered():
+    processor, stage, publisher, _ = processor_with(None)
+    wrong = SampleAccepted(tenant_id="t", voice_id="v", sample_id=uploaded().sample_id, normalised_key="k",
+                           duration_s=1, speech_s=1, snr_db=1, clipping_ratio=0, original_sample_rate_hz=1,
+                           original_channels=1)
+    await processor.process(stage, wrong.to_bytes(), LOCATION)
+    assert publisher.events[0].reason == "WrongTopic"
+
+
+async def test_transient_failures_are_retried_then_succeed():
+    attempts = []
+
+    async def flaky(event, context):
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ObjectStoreUnavailable("S3 endpoint unreachable")
+        return [rejection_for(event)]
+
+    processor, stage, publisher, _ = processor_with(flaky)
+    await processor.process(stage, uploaded().to_bytes(), LOCATION)
+
+    assert len(attempts) == 3 and publisher.types()[0] == "sample.rejected"
+
+
+async def test_persistent_transient_failures_end_in_the_dead_letter_topic():
+    async def down(event, context):
+        raise ObjectStoreUnavailable("S3 endpoint unreachable")
+
+    processor, stage, publisher, inbox = processor_with(down)
+    await processor.process(stage, uploaded().to_bytes(), LOCATION)
+
+    assert publisher.events[0].reason == "GaveUpAfterRetries" and "3 attempts" in publisher.events[0].error
+    assert not inbox.done
+
+
+async def test_an_unexpected_error_is_dead_lettered_and_does_not_escape():
+    async def broken(event, context):
+        raise ZeroDivisionError("division by zero")
+
+    processor, stage, publisher, _ = processor_with(broken)
+    await processor.process(stage, uploaded().to_bytes(), LOCATION)
+
+    assert publisher.events[0].reason == "HandlerError" and "ZeroDivisionError" in publisher.events[0].error
+
+
+async def test_a_parked_event_is_audited_as_waiting_and_not_marked_done():
+    async def not_yet(event, context):
+        raise WaitingForPrerequisites("waiting for consent")
+
+    processor, stage, publisher, inbox = processor_with(not_yet)
+    await processor.process(stage, uploaded().to_bytes(), LOCATION)
+
+    assert [(e.type, e.decision) for e in publisher.events] == [("audit.record", "waiting")]
+    assert not inbox.done

@@ -1,0 +1,164 @@
+import numpy as np
+import pytest
+
+from processors.audio import assess_quality
+from processors.conversion import ProsodyAdjustment, convert_voice
+from processors.errors import InvalidControlsError, InvalidTextError, UnsupportedLanguageError
+from processors.speaker import cosine_similarity
+from processors.synthesis import SynthesisControls, WorldConversionEngine
+from processors.voice_profile import analyse_world
+
+ENGLISH_TEXT = "Please leave a message after the tone, and we will call you back as soon as possible."
+MALAYALAM_TEXT = "നമസ്കാരം, സുഖമാണോ? ഞാൻ നാളെ വൈകുന്നേരം ഏഴു മണിക്ക് വരും."
+
+
+def median_f0_hz(samples, sample_rate_hz):
+    f0_hz = analyse_world(samples, sample_rate_hz).f0_hz
+    return float(np.median(f0_hz[f0_hz > 0]))
+
+
+def semitones_between(low_hz, high_hz):
+    return 12 * np.log2(high_hz / low_hz)
+
+
+@pytest.fixture(scope="module")
+def engine(espeak_tts):
+    return WorldConversionEngine(espeak_tts)
+
+
+@pytest.fixture(scope="module")
+def neutral_output(engine, english_voice_profile):
+    return engine.synthesize(ENGLISH_TEXT, "en", english_voice_profile, SynthesisControls())
+
+
+@pytest.fixture(scope="module")
+def male_base_speech(espeak_tts):
+    return espeak_tts.synthesize(ENGLISH_TEXT, "en", 160)
+
+
+def test_english_speech_lasts_as_long_as_its_words_take(espeak_tts):
+    samples, sample_rate_hz = espeak_tts.synthesize(ENGLISH_TEXT, "en", 160)
+
+    words = len(ENGLISH_TEXT.split())
+    assert samples.dtype == np.float32
+    assert 0.6 * words / 160 * 60 < samples.size / sample_rate_hz < 1.6 * words / 160 * 60
+    assert assess_quality(samples, sample_rate_hz).voiced_duration_s > 1.5
+
+
+def test_faster_words_per_minute_give_shorter_speech(espeak_tts):
+    slow, rate_hz = espeak_tts.synthesize(ENGLISH_TEXT, "en", 120)
+    fast, _ = espeak_tts.synthesize(ENGLISH_TEXT, "en", 240)
+
+    assert fast.size / slow.size == pytest.approx(0.5, abs=0.12)
+
+
+def test_malayalam_is_spoken(espeak_tts):
+    samples, sample_rate_hz = espeak_tts.synthesize(MALAYALAM_TEXT, "ml", 160)
+
+    assert 2.0 < samples.size / sample_rate_hz < 15.0
+    assert assess_quality(samples, sample_rate_hz).voiced_duration_s > 1.0
+
+
+def test_text_that_looks_like_an_option_is_spoken_not_obeyed(espeak_tts):
+    samples, sample_rate_hz = espeak_tts.synthesize("--help me; rm -rf /", "en", 160)
+
+    assert samples.size / sample_rate_hz > 0.5
+
+
+def test_unknown_language_is_a_named_error(espeak_tts):
+    with pytest.raises(UnsupportedLanguageError):
+        espeak_tts.synthesize("hello", "xx", 160)
+
+
+@pytest.mark.parametrize("text", ["", "   \n", "a" * 5001])
+def test_empty_or_huge_text_is_a_named_error(espeak_tts, text):
+    with pytest.raises(InvalidTextError):
+        espeak_tts.synthesize(text, "en", 160)
+
+
+@pytest.mark.parametrize(
+    "controls",
+    [
+        {"speed": 3.0},
+        {"speed": 0.1},
+        {"pitch_semitones": 13},
+        {"energy_db": -20},
+        {"emotion": "bored"},
+        {"speed": float("nan")},
+    ],
+)
+def test_controls_out_of_range_are_refused(controls):
+    with pytest.raises(InvalidControlsError):
+        SynthesisControls(**controls)
+
+
+def test_conversion_moves_pitch_to_the_target(male_base_speech, english_voice_profile):
+    converted, rate_hz = convert_voice(*male_base_speech, english_voice_profile)
+
+    assert median_f0_hz(*male_base_speech) < 130
+    assert median_f0_hz(converted, rate_hz) == pytest.approx(english_voice_profile.f0_median_hz, rel=0.1)
+
+
+@pytest.mark.parametrize("semitones", [-5.0, 7.0])
+def test_pitch_control_shifts_by_the_asked_semitones(engine, english_voice_profile, neutral_output, semitones):
+    shifted = engine.synthesize(ENGLISH_TEXT, "en", english_voice_profile, SynthesisControls(pitch_semitones=semitones))
+
+    measured = semitones_between(
+        median_f0_hz(neutral_output.samples, neutral_output.sample_rate_hz),
+        median_f0_hz(shifted.samples, shifted.sample_rate_hz),
+    )
+    assert measured == pytest.approx(semitones, abs=1.0)
+
+
+@pytest.mark.parametrize("speed", [0.5, 2.0])
+def test_speed_control_scales_duration(engine, english_voice_profile, neutral_output, speed):
+    output = engine.synthesize(ENGLISH_TEXT, "en", english_voice_profile, SynthesisControls(speed=speed))
+
+    assert output.duration_s == pytest.approx(neutral_output.duration_s / speed, rel=0.03)
+
+
+def test_energy_control_changes_loudness(male_base_speech, english_voice_profile):
+    standard, _ = convert_voice(*male_base_speech, english_voice_profile)
+    quieter, _ = convert_voice(*male_base_speech, english_voice_profile, ProsodyAdjustment(energy_db=-6.0))
+
+    level_difference_db = 20 * np.log10(np.sqrt(np.mean(quieter**2)) / np.sqrt(np.mean(standard**2)))
+    assert level_difference_db == pytest.approx(-6.0, abs=0.5)
+
+
+def test_happy_speech_is_higher_and_faster_than_sad(engine, english_voice_profile):
+    happy = engine.synthesize(ENGLISH_TEXT, "en", english_voice_profile, SynthesisControls(emotion="happy"))
+    sad = engine.synthesize(ENGLISH_TEXT, "en", english_voice_profile, SynthesisControls(emotion="sad"))
+
+    assert semitones_between(median_f0_hz(sad.samples, 24000), median_f0_hz(happy.samples, 24000)) > 2.0
+    assert happy.duration_s < sad.duration_s
+
+
+def test_converted_speech_sounds_more_like_the_target_than_the_base_voice(
+    engine, espeak_tts, english_voice_profile, english_heldout_speech, speaker_encoder, neutral_output
+):
+    target = speaker_encoder.embed(*english_heldout_speech)
+    base_voice = espeak_tts.synthesize(ENGLISH_TEXT, "en", 160, voice_gender="female")
+
+    raw_similarity = cosine_similarity(target, speaker_encoder.embed(*base_voice))
+    converted_similarity = cosine_similarity(
+        target, speaker_encoder.embed(neutral_output.samples, neutral_output.sample_rate_hz)
+    )
+
+    assert converted_similarity > raw_similarity + 0.05
+
+
+def test_engine_output_is_24k_float32_within_full_scale_and_faster_than_real_time(neutral_output):
+    assert neutral_output.sample_rate_hz == 24000
+    assert neutral_output.samples.dtype == np.float32
+    assert np.max(np.abs(neutral_output.samples)) <= 1.0
+    assert neutral_output.duration_s == pytest.approx(neutral_output.samples.size / 24000)
+    assert neutral_output.rtf < 1.0
+
+
+def test_engine_speaks_malayalam_in_the_profiled_voice(engine, english_voice_profile):
+    output = engine.synthesize(MALAYALAM_TEXT, "ml", english_voice_profile, SynthesisControls())
+
+    assert 2.0 < output.duration_s < 15.0
+    assert median_f0_hz(output.samples, output.sample_rate_hz) == pytest.approx(
+        english_voice_profile.f0_median_hz, rel=0.15
+    )

@@ -1,0 +1,80 @@
+import json
+
+import numpy as np
+import pytest
+
+from processors.errors import InconsistentSpeakerError, NoVoicedSpeechError, ProfileFormatError
+from processors.voice_profile import VoiceProfile, build_profile
+
+RATE_HZ = 16000
+
+
+def test_profile_describes_a_female_voice(english_voice_profile):
+    profile = english_voice_profile
+
+    assert 165 < profile.f0_median_hz < 230
+    assert profile.f0_low_hz < profile.f0_median_hz < profile.f0_high_hz
+    assert np.exp(profile.log_f0_mean) == pytest.approx(profile.f0_median_hz, rel=0.1)
+    assert profile.embedding.shape == (256,)
+    assert np.linalg.norm(profile.embedding) == pytest.approx(1.0, abs=1e-5)
+    assert len(profile.mcep_mean) == len(profile.mcep_std) == 40
+    assert profile.speech_duration_s > 20
+    assert 1.0 < profile.voiced_segments_per_s < 8.0
+
+
+def test_samples_of_one_speaker_are_consistent(english_voice_profile):
+    assert english_voice_profile.inconsistent_samples == ()
+    assert len(english_voice_profile.sample_similarities) == 5
+    assert min(english_voice_profile.sample_similarities) > 0.85
+    assert english_voice_profile.embedding_spread > 0.9
+
+
+def test_one_sample_makes_a_profile_of_its_own(english_profile_chunks, speaker_encoder):
+    profile = build_profile(english_profile_chunks[:1], RATE_HZ, speaker_encoder)
+
+    assert profile.sample_similarities == ()
+    assert profile.inconsistent_samples == ()
+    assert profile.embedding_spread == pytest.approx(1.0)
+
+
+def test_an_intruding_speaker_is_flagged_and_left_out(english_profile_chunks, czech_male_speech, speaker_encoder):
+    intruder = czech_male_speech[0][: 6 * RATE_HZ]
+
+    profile = build_profile([*english_profile_chunks[:4], intruder], RATE_HZ, speaker_encoder)
+
+    assert profile.inconsistent_samples == (4,)
+    assert profile.sample_similarities[4] < 0.75
+    assert profile.f0_median_hz > 165
+
+
+def test_two_different_speakers_cannot_make_one_profile(english_profile_chunks, czech_male_speech, speaker_encoder):
+    with pytest.raises(InconsistentSpeakerError):
+        build_profile([english_profile_chunks[0], czech_male_speech[0]], RATE_HZ, speaker_encoder)
+
+
+def test_noise_is_not_a_voice(speaker_encoder):
+    noise = (0.1 * np.random.default_rng(5).standard_normal(6 * RATE_HZ)).astype(np.float32)
+
+    with pytest.raises(NoVoicedSpeechError):
+        build_profile([noise], RATE_HZ, speaker_encoder)
+
+
+def test_profile_survives_a_json_round_trip(english_voice_profile):
+    restored = VoiceProfile.from_dict(json.loads(json.dumps(english_voice_profile.to_dict())))
+
+    assert restored == english_voice_profile
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda data: {**data, "version": 99},
+        lambda data: {key: value for key, value in data.items() if key != "mcep_std"},
+        lambda data: {**data, "speaker_embedding": data["speaker_embedding"][:10]},
+        lambda data: {**data, "log_f0_mean": float("nan")},
+        lambda data: {**data, "unexpected": 1},
+    ],
+)
+def test_malformed_profiles_are_refused(english_voice_profile, corrupt):
+    with pytest.raises(ProfileFormatError):
+        VoiceProfile.from_dict(corrupt(english_voice_profile.to_dict()))
