@@ -42,3 +42,6 @@ schemas: install
 
 clean:
 	rm -rf $(VENV) .voxflow out .pytest_cache
+
+bench-cloning: install
+	$(BIN)/python bench/cloning.py

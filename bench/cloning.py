@@ -40,10 +40,10 @@ from processors.constants import FEMALE_BASE_VOICE_MIN_F0_HZ, OUTPUT_SAMPLE_RATE
 from processors.conversion import map_log_f0  # noqa: E402
 from processors.scoring import DnsmosEstimator, WhisperTranscriber, word_error_rate  # noqa: E402
 from processors.speaker import SpeakerEncoder, cosine_similarity  # noqa: E402
-from processors.synthesis import SynthesisControls, SynthesisEngine  # noqa: E402
-from processors.tts import EspeakTTS  # noqa: E402
+from processors.synthesis import SynthesisControls, SynthesisEngine, WorldConversionEngine  # noqa: E402
+from processors.tts import BaseTTS  # noqa: E402
 from processors.voice_profile import VoiceProfile, analyse_world, build_profile  # noqa: E402
-from processors.cloning import default_engine  # noqa: E402
+from processors.cloning import default_base_voice  # noqa: E402
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "cloning.json"
 REFERENCE_LENGTHS_S = {"30s": 30.0, "5s": 5.0}
@@ -89,10 +89,10 @@ def main() -> None:
     torch.set_num_threads(1)
     speakers = load_speakers()
     scorers = Scorers(SpeakerEncoder(), WhisperTranscriber(cpu_threads=1), DnsmosEstimator())
-    engine = default_engine(arguments.engine)
+    base_voice = default_base_voice(arguments.engine)
     sentences = HELDOUT_SENTENCES[: arguments.sentences]
     started = time.perf_counter()
-    results = run_benchmark(speakers, scorers, engine, EspeakTTS(), sentences)
+    results = run_benchmark(speakers, scorers, WorldConversionEngine(base_voice), base_voice, sentences)
     results["engine"] = arguments.engine
     results["sentences"] = list(sentences)
     results["benchmark_wall_s"] = time.perf_counter() - started
@@ -126,7 +126,7 @@ def load_speakers() -> list[Speaker]:
 
 
 def run_benchmark(
-    speakers: list[Speaker], scorers: Scorers, engine: SynthesisEngine, espeak: EspeakTTS, sentences: tuple[str, ...]
+    speakers: list[Speaker], scorers: Scorers, engine: SynthesisEngine, base_voice: BaseTTS, sentences: tuple[str, ...]
 ) -> dict:
     heldout_embeddings = {speaker.name: scorers.encoder.embed(speaker.heldout, 16000) for speaker in speakers}
     per_speaker: dict[str, dict[str, dict]] = {}
@@ -134,7 +134,7 @@ def run_benchmark(
         others = [embedding for name, embedding in heldout_embeddings.items() if name != speaker.name]
         different = float(np.mean([cosine_similarity(heldout_embeddings[speaker.name], other) for other in others]))
         per_speaker[speaker.name] = {
-            label: clone_and_measure(speaker, seconds, heldout_embeddings[speaker.name], different, scorers, engine, espeak, sentences)
+            label: clone_and_measure(speaker, seconds, heldout_embeddings[speaker.name], different, scorers, engine, base_voice, sentences)
             for label, seconds in REFERENCE_LENGTHS_S.items()
         }
     entries = [entry for lengths in per_speaker.values() for entry in lengths.values()]
@@ -154,7 +154,7 @@ def clone_and_measure(
     different_speaker_similarity: float,
     scorers: Scorers,
     engine: SynthesisEngine,
-    espeak: EspeakTTS,
+    base_voice: BaseTTS,
     sentences: tuple[str, ...],
 ) -> dict:
     reference = speaker.reference(reference_s)
@@ -163,7 +163,7 @@ def clone_and_measure(
     profile = build_profile(chunks, 16000, scorers.encoder)
     adaptation_s = time.perf_counter() - adaptation_started
     cloned, synthesis_s = _synthesise_all(engine, profile, sentences)
-    pitch_only = [pitch_only_baseline(espeak, sentence, profile) for sentence in sentences]
+    pitch_only = [pitch_only_baseline(base_voice, sentence, profile) for sentence in sentences]
     audio_s = sum(samples.size for samples in cloned) / OUTPUT_SAMPLE_RATE_HZ
     return {
         "synthesis_rtf": synthesis_s / audio_s,
@@ -178,10 +178,10 @@ def clone_and_measure(
     }
 
 
-def pitch_only_baseline(espeak: EspeakTTS, sentence: str, profile: VoiceProfile) -> np.ndarray:
-    """The naive clone: espeak's voice with its pitch moved to the target's log-F0 statistics, nothing else."""
+def pitch_only_baseline(base_voice: BaseTTS, sentence: str, profile: VoiceProfile) -> np.ndarray:
+    """The naive clone: the base voice with its pitch moved to the target's log-F0 statistics, nothing else."""
     gender = "female" if profile.f0_median_hz >= FEMALE_BASE_VOICE_MIN_F0_HZ else "male"
-    samples, rate_hz = espeak.synthesize(sentence, "en", voice_gender=gender)
+    samples, rate_hz = base_voice.synthesize(sentence, "en", voice_gender=gender)
     source = analyse_world(samples, rate_hz, with_aperiodicity=True)
     resynthesised = pyworld.synthesize(
         map_log_f0(source.f0_hz, profile), source.spectral_envelope, source.aperiodicity,

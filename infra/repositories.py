@@ -208,32 +208,55 @@ class SynthesisRepository:
         self, *, synthesis_id: uuid.UUID, voice_id: str, tenant_id: str, text: str, language: str,
         purpose: str, controls: dict[str, Any], requested_at: datetime, status: str,
         reason: str | None = None, consent_id: uuid.UUID | None = None, profile_version: int | None = None,
+        profile: dict[str, Any] | None = None, chunk_count: int | None = None,
     ) -> bool:
         """True when this is the first time the request is recorded."""
         inserted = await self.pool.fetchval(
             "INSERT INTO syntheses (synthesis_id, voice_id, tenant_id, text, language, purpose, controls,"
-            " requested_at, status, reason, consent_id, profile_version)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT (synthesis_id) DO NOTHING RETURNING 1",
+            " requested_at, status, reason, consent_id, profile_version, profile, chunk_count)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)"
+            " ON CONFLICT (synthesis_id) DO NOTHING RETURNING 1",
             synthesis_id, voice_id, tenant_id, text, language, purpose, controls, requested_at, status,
-            reason, consent_id, profile_version,
+            reason, consent_id, profile_version, profile, chunk_count,
         )
         return inserted is not None
 
-    async def mark_produced(self, *, synthesis_id: uuid.UUID, raw_key: str, rtf: float, duration_s: float) -> None:
+    async def record_chunk(self, *, synthesis_id: uuid.UUID, chunk_index: int, raw_key: str, duration_s: float,
+                           compute_s: float) -> None:
         await self.pool.execute(
-            "UPDATE syntheses SET status = 'produced', raw_key = $2, rtf = $3, duration_s = $4"
-            " WHERE synthesis_id = $1 AND status IN ('accepted', 'produced')",
-            synthesis_id, raw_key, rtf, duration_s,
+            "INSERT INTO synthesis_chunks (synthesis_id, chunk_index, raw_key, duration_s, compute_s)"
+            " VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING",
+            synthesis_id, chunk_index, raw_key, duration_s, compute_s,
+        )
+
+    async def chunk(self, *, synthesis_id: uuid.UUID, chunk_index: int) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(
+            "SELECT * FROM synthesis_chunks WHERE synthesis_id = $1 AND chunk_index = $2", synthesis_id, chunk_index
+        )
+
+    async def release_chunk(self, *, synthesis_id: uuid.UUID, chunk_index: int, object_key: str) -> None:
+        await self.pool.execute(
+            "UPDATE synthesis_chunks SET object_key = $3, released_at = coalesce(released_at, now())"
+            " WHERE synthesis_id = $1 AND chunk_index = $2",
+            synthesis_id, chunk_index, object_key,
+        )
+
+    async def released_chunks(self, *, synthesis_id: uuid.UUID) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT * FROM synthesis_chunks WHERE synthesis_id = $1 AND released_at IS NOT NULL ORDER BY chunk_index",
+            synthesis_id,
         )
 
     async def mark_completed(
-        self, *, synthesis_id: uuid.UUID, object_key: str, watermark_payload: str, latency_s: float,
-        speaker_similarity: float | None,
+        self, *, synthesis_id: uuid.UUID, object_key: str, watermark_payload: str, latency_s: float, rtf: float,
+        duration_s: float, speaker_similarity: float | None, word_error_rate: float | None, dnsmos: float | None,
     ) -> None:
         await self.pool.execute(
-            "UPDATE syntheses SET status = 'completed', object_key = $2, watermark_payload = $3,"
-            " latency_s = $4, speaker_similarity = $5, completed_at = now() WHERE synthesis_id = $1",
-            synthesis_id, object_key, watermark_payload, latency_s, speaker_similarity,
+            "UPDATE syntheses SET status = 'completed', object_key = $2, watermark_payload = $3, latency_s = $4,"
+            " rtf = $5, duration_s = $6, speaker_similarity = $7, word_error_rate = $8, dnsmos = $9,"
+            " completed_at = now() WHERE synthesis_id = $1",
+            synthesis_id, object_key, watermark_payload, latency_s, rtf, duration_s, speaker_similarity,
+            word_error_rate, dnsmos,
         )
 
     async def mark_failed(self, *, synthesis_id: uuid.UUID, reason: str) -> None:

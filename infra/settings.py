@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     s3_secure: bool = False
     s3_region: str = "us-east-1"
 
+    base_voice: Literal["espeak", "piper", "auto"] = Field(
+        default="espeak", description="base TTS: espeak-ng, or Piper for English (GPL, optional extra)")
     watermark_key_hex: str | None = Field(default=None, description="32-byte key, hex; generated under data_dir if unset")
     synthesis_rate_limit: int = Field(default=30, ge=1, description="synthesis requests per tenant per window")
     synthesis_rate_window_s: float = Field(default=60.0, gt=0)

@@ -43,6 +43,7 @@ EMBEDDING_MIN_PARTIAL_COVERAGE = 0.75
 
 # WORLD analysis (voice profile and conversion)
 WORLD_FRAME_PERIOD_MS = 5.0
+APERIODICITY_FRAME_STRIDE = 4  # D4C runs every 4th frame (20 ms); aperiodicity is interpolated between
 F0_FLOOR_HZ = 60.0
 F0_CEILING_HZ = 500.0
 MCEP_DIMENSIONS = 40  # WORLD-coded mel-cepstrum of the spectral envelope, c0 included

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from numbers import Real
 from typing import Protocol
@@ -10,6 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from processors.constants import (
+    CHUNK_PAUSE_MS,
     DEFAULT_WORDS_PER_MINUTE,
     EMOTION_PRESETS,
     ENERGY_DB_RANGE,
@@ -18,8 +20,9 @@ from processors.constants import (
     SPEED_RANGE,
 )
 from processors.conversion import ProsodyAdjustment, convert_voice
-from processors.errors import InvalidControlsError
-from processors.tts import EspeakTTS
+from processors.errors import InvalidControlsError, UnsupportedLanguageError
+from processors.text import TextChunk, chunk_text
+from processors.tts import BaseTTS
 from processors.voice_profile import VoiceProfile
 
 
@@ -65,36 +68,80 @@ class SynthesisOutput:
 
 
 class SynthesisEngine(Protocol):
+    """What the synthesis stage needs of an engine; a neural engine with local weights fits here too."""
+
     def synthesize(
         self, text: str, language: str, profile: VoiceProfile, controls: SynthesisControls
     ) -> SynthesisOutput: ...
 
+    def synthesize_chunks(
+        self, text: str, language: str, profile: VoiceProfile, controls: SynthesisControls
+    ) -> Iterator[tuple[TextChunk, SynthesisOutput]]: ...
+
+    def synthesize_chunk(
+        self, text: str, language: str, profile: VoiceProfile, controls: SynthesisControls
+    ) -> SynthesisOutput: ...
+
+    def check_language(self, language: str) -> None: ...
+
 
 class WorldConversionEngine:
-    """Speak with espeak-ng, then convert that voice to the profile's with WORLD.
+    """Speak with a base voice (espeak-ng, or Piper for English), then convert it to the profile's with WORLD.
 
-    The base voice is espeak's female variant for targets pitched above
-    ``FEMALE_BASE_VOICE_MIN_F0_HZ``, which leaves the conversion less to change.
+    Text is normalised and spoken sentence chunk by sentence chunk, so long requests (up to
+    ``MAX_REQUEST_TEXT_CHARACTERS``) work and can be streamed. With espeak, targets pitched above
+    ``FEMALE_BASE_VOICE_MIN_F0_HZ`` start from its female variant, which leaves the conversion less to change.
     """
 
-    def __init__(self, tts: EspeakTTS, words_per_minute: int = DEFAULT_WORDS_PER_MINUTE) -> None:
+    def __init__(self, tts: BaseTTS, words_per_minute: int = DEFAULT_WORDS_PER_MINUTE) -> None:
         self._tts = tts
         self._words_per_minute = words_per_minute
 
     def synthesize(
         self, text: str, language: str, profile: VoiceProfile, controls: SynthesisControls
     ) -> SynthesisOutput:
+        """The whole text as one utterance: chunks joined by ``CHUNK_PAUSE_MS`` pauses."""
+        started = time.perf_counter()
+        outputs = [output for _, output in self.synthesize_chunks(text, language, profile, controls)]
+        pause = np.zeros(int(CHUNK_PAUSE_MS * outputs[0].sample_rate_hz / 1000), dtype=np.float32)
+        pieces = [piece for output in outputs for piece in (pause, output.samples)][1:]
+        return _timed_output(np.concatenate(pieces), outputs[0].sample_rate_hz, started)
+
+    def synthesize_chunks(
+        self, text: str, language: str, profile: VoiceProfile, controls: SynthesisControls
+    ) -> Iterator[tuple[TextChunk, SynthesisOutput]]:
+        """Chunk i of n with its speech, one at a time, for streaming; bad text or language fail before any audio."""
+        self.check_language(language)
+        for chunk in chunk_text(text):
+            yield chunk, self.synthesize_chunk(chunk.text, language, profile, controls)
+
+    def synthesize_chunk(
+        self, text: str, language: str, profile: VoiceProfile, controls: SynthesisControls
+    ) -> SynthesisOutput:
+        """One short, already normalised piece of text (a :class:`TextChunk`'s ``text``)."""
         started = time.perf_counter()
         gender = "female" if profile.f0_median_hz >= FEMALE_BASE_VOICE_MIN_F0_HZ else "male"
         base_samples, base_rate_hz = self._tts.synthesize(text, language, self._words_per_minute, voice_gender=gender)
         samples, sample_rate_hz = convert_voice(base_samples, base_rate_hz, profile, controls.prosody())
-        duration_s = samples.size / sample_rate_hz
-        return SynthesisOutput(
-            samples=samples,
-            sample_rate_hz=sample_rate_hz,
-            duration_s=duration_s,
-            rtf=(time.perf_counter() - started) / duration_s,
-        )
+        return _timed_output(samples, sample_rate_hz, started)
+
+    def check_language(self, language: str) -> None:
+        """Raise UnsupportedLanguageError unless a base voice speaks ``language``."""
+        supported = self._tts.supported_languages()
+        if language not in supported:
+            raise UnsupportedLanguageError(
+                f"no text-to-speech voice for language {language!r}; supported: {', '.join(sorted(supported))}"
+            )
+
+
+def _timed_output(samples: np.ndarray, sample_rate_hz: int, started: float) -> SynthesisOutput:
+    duration_s = samples.size / sample_rate_hz
+    return SynthesisOutput(
+        samples=samples,
+        sample_rate_hz=sample_rate_hz,
+        duration_s=duration_s,
+        rtf=(time.perf_counter() - started) / duration_s,
+    )
 
 
 def _check_range(name: str, value: float, bounds: tuple[float, float]) -> None:

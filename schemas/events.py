@@ -139,48 +139,99 @@ class AdaptationFailed(Event):
 # --- synthesis / watermark -------------------------------------------------------------------
 
 class SynthesisControls(BaseModel):
+    """Prosody and voice transforms; gender/age shifts run from -1 (masculine/younger) to 1."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     speed: float = Field(default=1.0, ge=0.5, le=2.0)
     pitch_semitones: float = Field(default=0.0, ge=-12, le=12)
     energy_db: float = Field(default=0.0, ge=-12, le=12)
     emotion: Literal["neutral", "happy", "sad", "angry"] = "neutral"
+    gender_shift: float = Field(default=0.0, ge=-1, le=1)
+    age_shift: float = Field(default=0.0, ge=-1, le=1)
+
+
+class VoiceWeight(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    voice_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+    weight: float = Field(ge=0, le=1)
 
 
 class SynthesisRequested(Event):
+    """Speak `text` in the voice (`voice_id`, or a blend of 2-4 voices in `voice_mix`, weights summing to 1).
+
+    Every voice used needs a verified consent covering `purpose` and `language`. Long texts are
+    split into sentence chunks, each released as its own `synthesis.chunk_ready` event.
+    """
+
     type: Literal["synthesis.requested"] = "synthesis.requested"
     synthesis_id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    text: str = Field(min_length=1, max_length=20000)
+    text: str = Field(min_length=1, max_length=200_000)
     language: str = Field(default="en", min_length=2, max_length=16)
     purpose: str = Field(min_length=1, max_length=64)
     controls: SynthesisControls = SynthesisControls()
+    voice_mix: list[VoiceWeight] = Field(default=[], max_length=4)
+
+
+class SynthesisChunkRequested(Event):
+    """Internal: speak chunk `chunk_index` (0-based) of `chunk_count` of an accepted synthesis."""
+
+    type: Literal["synthesis.chunk_requested"] = "synthesis.chunk_requested"
+    synthesis_id: uuid.UUID
+    chunk_index: int = Field(ge=0)
+    chunk_count: int = Field(ge=1)
+    text: str = Field(min_length=1)
+    requested_at: AwareDatetime
 
 
 class SynthesisProduced(Event):
-    """Unwatermarked audio is ready at `raw_key`; the watermark stage marks it before release."""
+    """Internal: unwatermarked audio of one chunk is at `raw_key`; the watermark stage marks it."""
 
     type: Literal["synthesis.produced"] = "synthesis.produced"
     synthesis_id: uuid.UUID
+    chunk_index: int = Field(ge=0)
+    chunk_count: int = Field(ge=1)
     raw_key: ObjectKey
     sample_rate_hz: int
     duration_s: float
     rtf: float
     requested_at: AwareDatetime
-    speaker_similarity: float | None = None
+
+
+class SynthesisChunkReady(Event):
+    """Chunk `chunk_index` of `chunk_count` is watermarked at `object_key`: a player can start."""
+
+    type: Literal["synthesis.chunk_ready"] = "synthesis.chunk_ready"
+    synthesis_id: uuid.UUID
+    chunk_index: int
+    chunk_count: int
+    object_key: ObjectKey
+    sample_rate_hz: int
+    duration_s: float
+    latency_s: float
 
 
 class SynthesisCompleted(Event):
-    """The watermarked result is at `object_key`; `watermark_payload` (hex) traces it back."""
+    """The whole watermarked result is at `object_key`; `watermark_payload` (hex) traces it back.
+
+    Scores: `speaker_similarity` (cosine to the target voice), `word_error_rate` (Whisper tiny.en
+    against the requested text; null for other languages), `dnsmos` (overall MOS 1-5); null
+    where the scorer is not installed.
+    """
 
     type: Literal["synthesis.completed"] = "synthesis.completed"
     synthesis_id: uuid.UUID
     object_key: ObjectKey
     sample_rate_hz: int
     duration_s: float
+    chunk_count: int
     rtf: float
     latency_s: float
     watermark_payload: str
     speaker_similarity: float | None = None
+    word_error_rate: float | None = None
+    dnsmos: float | None = None
 
 
 class SynthesisFailed(Event):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -10,6 +11,8 @@ from typing import Callable
 from infra.objectstore import ObjectStore
 from infra.repositories import Repositories
 from schemas.envelope import utc_now
+
+log = logging.getLogger("voxflow.models")
 
 
 @dataclass(frozen=True)
@@ -22,12 +25,14 @@ class Limits:
 
 
 class VoiceModels:
-    """Speaker encoder and synthesis engine, loaded once on first use (weights are tens of MB)."""
+    """Speaker encoder, synthesis engine and quality scorer, each loaded once on first use."""
 
-    def __init__(self):
-        self._lock = threading.Lock()
+    def __init__(self, base_voice: str = "espeak"):
+        self.base_voice = base_voice
+        self._lock = threading.RLock()
         self._encoder = None
         self._engine = None
+        self._scorer = None
 
     @property
     def encoder(self):
@@ -42,15 +47,23 @@ class VoiceModels:
     def engine(self):
         with self._lock:
             if self._engine is None:
-                from processors.synthesis import WorldConversionEngine
-                from processors.tts import EspeakTTS
+                from processors.cloning import default_engine
 
-                self._engine = WorldConversionEngine(EspeakTTS())
+                self._engine = default_engine(self.base_voice)
             return self._engine
 
+    @property
+    def scorer(self):
+        with self._lock:
+            if self._scorer is None:
+                from processors.scoring import DnsmosEstimator, QualityScorer, WhisperTranscriber
+
+                self._scorer = QualityScorer(self.encoder, WhisperTranscriber(), DnsmosEstimator())
+            return self._scorer
+
     def warm_up(self) -> None:
-        self.encoder  # noqa: B018 — property access loads the weights
-        self.engine  # noqa: B018
+        for model in (self.encoder, self.engine, self.scorer):
+            log.info("loaded %s", type(model).__name__)
 
 
 @dataclass

@@ -82,9 +82,11 @@ async def _journey(settings: Settings, out_dir: Path) -> dict:
         outcomes = await results.wait_for(correlation_id, {"synthesis.completed", "synthesis.failed"},
                                           len(REQUESTS), timeout_s=600)
         completed = [e for e in outcomes if e.type == "synthesis.completed"]
+        first_chunks = await results.wait_for(correlation_id, {"synthesis.chunk_ready"}, 0, timeout_s=0)
         outputs = await _fetch_outputs(session.store, completed, out_dir)
         audit = await _settled_audit(settings)
-    return _summary(settings, voice_id, ready[0], outcomes, completed, outputs, audit)
+    return _summary(settings, voice_id, ready[0], outcomes, completed, outputs, audit,
+                    [e for e in first_chunks if e.chunk_index == 0])
 
 
 async def _upload_real_speech(session, voice_id: str, correlation_id: uuid.UUID):
@@ -121,7 +123,7 @@ async def _settled_audit(settings: Settings, *, timeout_s: float = 30.0):
         await asyncio.sleep(2.0)
 
 
-def _summary(settings, voice_id, ready, outcomes, completed, outputs, audit) -> dict:
+def _summary(settings, voice_id, ready, outcomes, completed, outputs, audit, first_chunks) -> dict:
     key = settings.watermark_key()
     encoder = SpeakerEncoder()
     reference = encoder.embed(*reference_utterance(HELD_OUT_SECONDS, offset=len(SAMPLE_SECONDS)))
@@ -141,8 +143,12 @@ def _summary(settings, voice_id, ready, outcomes, completed, outputs, audit) -> 
         "audit_chain_valid": audit.valid,
         "audit_records": audit.checked,
         "median_latency_s": _median([e.latency_s for e in completed]),
+        "median_first_chunk_latency_s": _median([e.latency_s for e in first_chunks]),
         "median_rtf": _median([e.rtf for e in completed]),
         "speaker_similarity": _median(similarities),
+        "speaker_similarity_to_profile": _median([e.speaker_similarity for e in completed]),
+        "median_word_error_rate": _median([e.word_error_rate for e in completed if e.word_error_rate is not None]),
+        "median_dnsmos": _median([e.dnsmos for e in completed if e.dnsmos is not None]),
         "outputs": [str(p) for p in outputs],
     }
     summary["ok"] = (summary["syntheses_completed"] == len(REQUESTS) == summary["watermarks_detected"]

@@ -8,3 +8,7 @@ class WaitingForPrerequisites(StreamError):
 
 class TopicMissing(StreamError):
     """A topic the command reads does not exist on the broker."""
+
+
+class SynthesisRefused(StreamError):
+    """A synthesis request is not allowed (consent, voice) or cannot be spoken."""

@@ -13,7 +13,7 @@ from streams.handlers.adaptation import adapt_voice
 from streams.handlers.consent import grant_consent, revoke_consent
 from streams.handlers.ingest import ingest_sample
 from streams.handlers.records import append_audit_record, record_anomaly
-from streams.handlers.synthesis import synthesize_speech
+from streams.handlers.synthesis import accept_synthesis, synthesize_chunk
 from streams.handlers.watermark import detect_output, release_output
 
 Handler = Callable[[Event, StageContext], Awaitable[list[Event]]]
@@ -30,7 +30,10 @@ STAGES: tuple[Stage, ...] = (
     Stage("ingest", topics.INGEST, {events.SampleUploaded: ingest_sample}),
     Stage("consent", topics.CONSENT, {events.ConsentGranted: grant_consent, events.ConsentRevoked: revoke_consent}),
     Stage("adaptation", topics.ADAPTATION, {events.AdaptationRequested: adapt_voice}),
-    Stage("synthesis", topics.SYNTHESIS, {events.SynthesisRequested: synthesize_speech}),
+    Stage("synthesis", topics.SYNTHESIS, {
+        events.SynthesisRequested: accept_synthesis,
+        events.SynthesisChunkRequested: synthesize_chunk,
+    }),
     Stage("watermark", topics.WATERMARK, {
         events.SynthesisProduced: release_output,
         events.WatermarkDetectionRequested: detect_output,
@@ -49,6 +52,7 @@ AUDITED_DECISIONS: dict[type[Event], str] = {
     events.VoiceReady: "completed",
     events.AdaptationFailed: "failed",
     events.SynthesisProduced: "accepted",
+    events.SynthesisChunkReady: "completed",
     events.SynthesisCompleted: "completed",
     events.SynthesisFailed: "failed",
     events.WatermarkDetected: "completed",

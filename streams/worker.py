@@ -13,7 +13,7 @@ from infra.kafka import KafkaProducer
 from infra.objectstore import open_object_store
 from infra.repositories import Repositories
 from infra.settings import Settings
-from streams.context import Limits, StageContext
+from streams.context import Limits, StageContext, VoiceModels
 from streams.processing import MessageLocation, StageProcessor
 from streams.publisher import EventPublisher
 from streams.session import prepare_stack
@@ -78,6 +78,7 @@ class VoxflowWorker:
             repos=Repositories.over(self._pool),
             store=await open_object_store(settings),
             watermark_key=settings.watermark_key(),
+            models=VoiceModels(settings.base_voice),
             limits=Limits(synthesis_rate_limit=settings.synthesis_rate_limit,
                           synthesis_rate_window_s=settings.synthesis_rate_window_s,
                           consent_failure_limit=settings.consent_failure_limit),

@@ -1,4 +1,9 @@
-"""Synthesis: re-check consent and rate limits at request time, then speak the text in the voice."""
+"""Synthesis: re-check consent and rate limits at request time, then speak the text chunk by chunk.
+
+A request is accepted once (consent uses claimed, the voice — or blend of voices — resolved into the
+profile to speak with), then split into sentence chunks that travel as their own events, so the
+first chunk can be played while later ones are still being made.
+"""
 
 from __future__ import annotations
 
@@ -10,48 +15,91 @@ from processors.anomaly import rate_exceeded
 from processors.audio import encode_wav
 from processors.consent import check_consent_scope
 from processors.errors import ProcessorError
-from processors.speaker import cosine_similarity
+from processors.morph import morph_profiles, shift_voice
+from processors.text import chunk_text
 from processors.voice_profile import VoiceProfile
 from schemas.envelope import Event
-from schemas.events import AnomalyDetected, ConsentGranted, SynthesisFailed, SynthesisProduced, SynthesisRequested
+from schemas.events import (
+    AnomalyDetected,
+    ConsentGranted,
+    SynthesisChunkRequested,
+    SynthesisFailed,
+    SynthesisProduced,
+    SynthesisRequested,
+)
 from streams.context import StageContext
 from streams.handlers.common import synthesis_key
+from streams.errors import SynthesisRefused
 from streams.handlers.consent import consent_document
 
 
-async def synthesize_speech(event: SynthesisRequested, context: StageContext) -> list[Event]:
+async def accept_synthesis(event: SynthesisRequested, context: StageContext) -> list[Event]:
     existing = await context.repos.syntheses.get(synthesis_id=event.synthesis_id)
-    if existing is not None and existing["status"] != "accepted":
-        return []  # already decided: a redelivery must not synthesise or count a consent use twice
-    if existing is None:
-        refusal = await _refusal(event, context)
-        if refusal:
-            return refusal
-    return await _produce(event, context)
-
-
-async def _refusal(event: SynthesisRequested, context: StageContext) -> list[Event] | None:
+    if existing is not None:
+        # a redelivery: never count consent uses twice; re-send the chunks of an accepted request
+        return _chunk_requests(event, existing["text"]) if existing["status"] == "accepted" else []
     if await context.repos.voices.get_voice(voice_id=event.voice_id) is None:
         return await _fail(event, context, f"unknown voice {event.voice_id!r}", record=False)
     blocked = await _rate_block(event, context)
     if blocked:
         return blocked
-    consent = await context.repos.consents.current_for_voice(voice_id=event.voice_id, now=context.clock())
+    try:
+        context.models.engine.check_language(event.language)
+        chunks = chunk_text(event.text)
+        profile, consents, version = await _resolve_voice(event, context)
+    except (SynthesisRefused, ProcessorError) as refusal:
+        return await _fail(event, context, str(refusal))
+    for consent_id in consents:
+        if not await context.repos.consents.claim_use(consent_id=consent_id):
+            return await _fail(event, context, "consent use limit reached")
+    await context.repos.syntheses.record_request(
+        **_request_fields(event), status="accepted", consent_id=consents[0], profile_version=version,
+        profile=profile.to_dict(), chunk_count=len(chunks),
+    )
+    return _chunk_requests(event, event.text, chunks)
+
+
+def _chunk_requests(event: SynthesisRequested, text: str, chunks=None) -> list[Event]:
+    chunks = chunks or chunk_text(text)
+    return [event.follow_up(SynthesisChunkRequested, discriminator=str(chunk.index), synthesis_id=event.synthesis_id,
+                            chunk_index=chunk.index, chunk_count=chunk.count, text=chunk.text,
+                            requested_at=event.occurred_at)
+            for chunk in chunks]
+
+
+async def _resolve_voice(event: SynthesisRequested, context: StageContext):
+    """The profile to speak with, the consents it draws on, and the primary voice's profile version."""
+    weights = {w.voice_id: w.weight for w in event.voice_mix} or {event.voice_id: 1.0}
+    profiles, consents, versions = [], [], []
+    for voice_id in weights:
+        consent_id, profile, version = await _consented_profile(event, context, voice_id)
+        profiles.append(profile)
+        consents.append(consent_id)
+        versions.append(version)
+    profile = profiles[0] if len(profiles) == 1 else morph_profiles(profiles, list(weights.values()))
+    controls = event.controls
+    if controls.gender_shift or controls.age_shift:
+        profile = shift_voice(profile, gender=controls.gender_shift, age=controls.age_shift)
+    return profile, consents, versions[0]
+
+
+async def _consented_profile(event: SynthesisRequested, context: StageContext, voice_id: str):
+    voice = await context.repos.voices.get_voice(voice_id=voice_id)
+    if voice is None or voice["tenant_id"] != event.tenant_id:
+        raise SynthesisRefused(f"unknown voice {voice_id!r}")
+    consent = await context.repos.consents.current_for_voice(voice_id=voice_id, now=context.clock())
     if consent is None:
-        return await _fail(event, context, "no verified, unexpired consent for this voice")
+        raise SynthesisRefused(f"no verified, unexpired consent for voice {voice_id!r}")
     violations = check_consent_scope(
         consent_document(ConsentGranted.model_validate(consent["document"])),
         purpose=event.purpose, language=event.language, now=context.clock(), uses_so_far=consent["uses"],
     )
     if violations:
-        return await _fail(event, context, "consent does not allow this: " + "; ".join(violations))
-    profile_row = await context.repos.profiles.latest(voice_id=event.voice_id)
-    if profile_row is None:
-        return await _fail(event, context, "voice not ready: no voice profile yet (send adaptation.requested)")
-    if not await context.repos.consents.claim_use(consent_id=consent["consent_id"]):
-        return await _fail(event, context, "consent use limit reached")
-    await _record(event, context, "accepted", consent_id=consent["consent_id"], profile_version=profile_row["version"])
-    return None
+        raise SynthesisRefused(f"consent for voice {voice_id!r} does not allow this: " + "; ".join(violations))
+    row = await context.repos.profiles.latest(voice_id=voice_id)
+    if row is None:
+        raise SynthesisRefused(f"voice {voice_id!r} not ready: no voice profile yet (send adaptation.requested)")
+    return consent["consent_id"], VoiceProfile.from_dict(row["profile"]), row["version"]
 
 
 async def _rate_block(event: SynthesisRequested, context: StageContext) -> list[Event] | None:
@@ -69,47 +117,43 @@ async def _rate_block(event: SynthesisRequested, context: StageContext) -> list[
     return [anomaly, *await _fail(event, context, f"blocked: {detail}")]
 
 
-async def _produce(event: SynthesisRequested, context: StageContext) -> list[Event]:
-    profile_row = await context.repos.profiles.latest(voice_id=event.voice_id)
-    profile = VoiceProfile.from_dict(profile_row["profile"])
+async def synthesize_chunk(event: SynthesisChunkRequested, context: StageContext) -> list[Event]:
+    synthesis = await context.repos.syntheses.get(synthesis_id=event.synthesis_id)
+    if synthesis is None or synthesis["status"] != "accepted":
+        return []
+    if await context.repos.syntheses.chunk(synthesis_id=event.synthesis_id, chunk_index=event.chunk_index):
+        return []
+    profile = VoiceProfile.from_dict(synthesis["profile"])
+    controls = synthesis_processors.SynthesisControls(
+        **{k: v for k, v in synthesis["controls"].items() if k not in ("gender_shift", "age_shift")}
+    )
     try:
-        controls = synthesis_processors.SynthesisControls(**event.controls.model_dump())
         output = await asyncio.to_thread(
-            context.models.engine.synthesize, event.text, event.language, profile, controls
+            context.models.engine.synthesize_chunk, event.text, synthesis["language"], profile, controls
         )
     except ProcessorError as error:
-        return await _fail(event, context, str(error))
-    similarity = await asyncio.to_thread(_similarity_to_profile, context, output, profile)
-    raw_key = synthesis_key(event, event.synthesis_id, "unmarked.wav")
+        await context.repos.syntheses.mark_failed(synthesis_id=event.synthesis_id, reason=str(error))
+        return [event.follow_up(SynthesisFailed, synthesis_id=event.synthesis_id,
+                                reason=f"chunk {event.chunk_index + 1} of {event.chunk_count}: {error}")]
+    raw_key = synthesis_key(event, event.synthesis_id, f"chunk-{event.chunk_index:04d}.unmarked.wav")
     await context.store.put(raw_key, encode_wav(output.samples, output.sample_rate_hz), content_type="audio/wav")
-    await context.repos.syntheses.mark_produced(
-        synthesis_id=event.synthesis_id, raw_key=raw_key, rtf=output.rtf, duration_s=output.duration_s
-    )
+    await context.repos.syntheses.record_chunk(synthesis_id=event.synthesis_id, chunk_index=event.chunk_index,
+                                               raw_key=raw_key, duration_s=output.duration_s,
+                                               compute_s=output.rtf * output.duration_s)
     return [event.follow_up(
-        SynthesisProduced, synthesis_id=event.synthesis_id, raw_key=raw_key, sample_rate_hz=output.sample_rate_hz,
-        duration_s=round(output.duration_s, 3), rtf=round(output.rtf, 4), requested_at=event.occurred_at,
-        speaker_similarity=similarity,
+        SynthesisProduced, synthesis_id=event.synthesis_id, chunk_index=event.chunk_index,
+        chunk_count=event.chunk_count, raw_key=raw_key, sample_rate_hz=output.sample_rate_hz,
+        duration_s=round(output.duration_s, 3), rtf=round(output.rtf, 4), requested_at=event.requested_at,
     )]
 
 
-def _similarity_to_profile(context: StageContext, output, profile: VoiceProfile) -> float | None:
-    try:
-        embedding = context.models.encoder.embed(output.samples, output.sample_rate_hz)
-    except ProcessorError:
-        return None
-    return round(float(cosine_similarity(embedding, profile.embedding)), 4)
-
-
-async def _record(event: SynthesisRequested, context: StageContext, status: str, **fields) -> None:
-    await context.repos.syntheses.record_request(
-        synthesis_id=event.synthesis_id, voice_id=event.voice_id, tenant_id=event.tenant_id, text=event.text,
-        language=event.language, purpose=event.purpose, controls=event.controls.model_dump(),
-        requested_at=event.occurred_at, status=status, **fields,
-    )
+def _request_fields(event: SynthesisRequested) -> dict:
+    return dict(synthesis_id=event.synthesis_id, voice_id=event.voice_id, tenant_id=event.tenant_id, text=event.text,
+                language=event.language, purpose=event.purpose, controls=event.controls.model_dump(),
+                requested_at=event.occurred_at)
 
 
 async def _fail(event: SynthesisRequested, context: StageContext, reason: str, *, record: bool = True) -> list[Event]:
     if record:
-        await _record(event, context, "failed", reason=reason)
-        await context.repos.syntheses.mark_failed(synthesis_id=event.synthesis_id, reason=reason)
+        await context.repos.syntheses.record_request(**_request_fields(event), status="failed", reason=reason)
     return [event.follow_up(SynthesisFailed, synthesis_id=event.synthesis_id, reason=reason)]

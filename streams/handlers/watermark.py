@@ -1,16 +1,26 @@
-"""Watermark: mark every output with a keyed payload before release; answer detection requests."""
+"""Watermark: mark every chunk with a keyed payload before release, assemble and score the whole,
+and answer detection requests."""
 
 from __future__ import annotations
 
 import asyncio
 
+import numpy as np
+
 from infra.errors import ObjectNotFound
 from processors.audio import decode_audio, encode_wav, resample, to_mono
-from processors.constants import OUTPUT_SAMPLE_RATE_HZ
+from processors.constants import CHUNK_PAUSE_MS, OUTPUT_SAMPLE_RATE_HZ
 from processors.errors import ProcessorError
+from processors.voice_profile import VoiceProfile
 from processors.watermark import detect_watermark, embed_watermark
 from schemas.envelope import Event
-from schemas.events import SynthesisCompleted, SynthesisProduced, WatermarkDetected, WatermarkDetectionRequested
+from schemas.events import (
+    SynthesisChunkReady,
+    SynthesisCompleted,
+    SynthesisProduced,
+    WatermarkDetected,
+    WatermarkDetectionRequested,
+)
 from streams.context import StageContext
 from streams.handlers.common import synthesis_key
 
@@ -22,26 +32,63 @@ def watermark_payload(synthesis_id) -> bytes:
 
 async def release_output(event: SynthesisProduced, context: StageContext) -> list[Event]:
     synthesis = await context.repos.syntheses.get(synthesis_id=event.synthesis_id)
-    if synthesis is not None and synthesis["status"] == "completed":
+    if synthesis is None or synthesis["status"] != "accepted":
         return []
+    chunk = await context.repos.syntheses.chunk(synthesis_id=event.synthesis_id, chunk_index=event.chunk_index)
+    outcomes = [] if chunk["released_at"] else [await _release_chunk(event, context)]
+    released = await context.repos.syntheses.released_chunks(synthesis_id=event.synthesis_id)
+    if len(released) == event.chunk_count:
+        outcomes.append(await _complete(event, context, synthesis, released))
+    return outcomes
+
+
+async def _release_chunk(event: SynthesisProduced, context: StageContext) -> Event:
     decoded = decode_audio(await context.store.get(event.raw_key))
-    payload = watermark_payload(event.synthesis_id)
-    marked = await asyncio.to_thread(
-        embed_watermark, to_mono(decoded.samples), decoded.sample_rate_hz, context.watermark_key, payload
-    )
-    object_key = synthesis_key(event, event.synthesis_id, "output.wav")
+    marked = await asyncio.to_thread(embed_watermark, to_mono(decoded.samples), decoded.sample_rate_hz,
+                                     context.watermark_key, watermark_payload(event.synthesis_id))
+    object_key = synthesis_key(event, event.synthesis_id, f"chunk-{event.chunk_index:04d}.wav")
     await context.store.put(object_key, encode_wav(marked, decoded.sample_rate_hz), content_type="audio/wav")
-    latency_s = (context.clock() - event.requested_at).total_seconds()
-    await context.repos.syntheses.mark_completed(
-        synthesis_id=event.synthesis_id, object_key=object_key, watermark_payload=payload.hex(),
-        latency_s=latency_s, speaker_similarity=event.speaker_similarity,
-    )
+    await context.repos.syntheses.release_chunk(synthesis_id=event.synthesis_id, chunk_index=event.chunk_index,
+                                                object_key=object_key)
     await context.store.delete(event.raw_key)
-    return [event.follow_up(
-        SynthesisCompleted, synthesis_id=event.synthesis_id, object_key=object_key,
-        sample_rate_hz=decoded.sample_rate_hz, duration_s=event.duration_s, rtf=event.rtf,
-        latency_s=round(latency_s, 3), watermark_payload=payload.hex(), speaker_similarity=event.speaker_similarity,
-    )]
+    return event.follow_up(
+        SynthesisChunkReady, synthesis_id=event.synthesis_id, chunk_index=event.chunk_index,
+        chunk_count=event.chunk_count, object_key=object_key, sample_rate_hz=decoded.sample_rate_hz,
+        duration_s=event.duration_s, latency_s=round(_seconds_since(event, context), 3),
+    )
+
+
+async def _complete(event: SynthesisProduced, context: StageContext, synthesis, released) -> Event:
+    """All chunks are out: join them (each already marked) into one file and score it."""
+    pieces = [decode_audio(await context.store.get(row["object_key"])) for row in released]
+    rate = pieces[0].sample_rate_hz
+    pause = np.zeros(int(CHUNK_PAUSE_MS * rate / 1000), dtype=np.float32)
+    whole = np.concatenate([part for piece in pieces for part in (pause, to_mono(piece.samples))][1:])
+    object_key = synthesis_key(event, event.synthesis_id, "output.wav")
+    await context.store.put(object_key, encode_wav(whole, rate), content_type="audio/wav")
+    profile = VoiceProfile.from_dict(synthesis["profile"])
+    scores = await asyncio.to_thread(context.models.scorer.score, whole, rate, profile.embedding,
+                                     synthesis["text"], synthesis["language"])
+    duration_s = whole.size / rate
+    rtf = sum(row["compute_s"] for row in released) / duration_s
+    latency_s = _seconds_since(event, context)
+    fields = dict(
+        object_key=object_key, watermark_payload=watermark_payload(event.synthesis_id).hex(),
+        latency_s=round(latency_s, 3), rtf=round(rtf, 4), duration_s=round(duration_s, 3),
+        speaker_similarity=_rounded(scores.similarity), word_error_rate=_rounded(scores.wer),
+        dnsmos=_rounded(scores.dnsmos),
+    )
+    await context.repos.syntheses.mark_completed(synthesis_id=event.synthesis_id, **fields)
+    return event.follow_up(SynthesisCompleted, synthesis_id=event.synthesis_id, sample_rate_hz=rate,
+                           chunk_count=event.chunk_count, **fields)
+
+
+def _seconds_since(event: SynthesisProduced, context: StageContext) -> float:
+    return (context.clock() - event.requested_at).total_seconds()
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
 
 
 async def detect_output(event: WatermarkDetectionRequested, context: StageContext) -> list[Event]:

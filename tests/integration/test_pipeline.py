@@ -107,7 +107,9 @@ async def test_consenting_voice_is_cloned_watermarked_and_audited(session, resul
     assert audio.sample_rate_hz >= 24000 and completed.duration_s > 0.5
     detection = detect_watermark(to_mono(audio.samples), audio.sample_rate_hz, stack_settings.watermark_key())
     assert detection.detected and detection.payload == completed.synthesis_id.bytes[:8]
-    assert not await session.store.exists(f"syntheses/{TENANT}/alice/{completed.synthesis_id}/unmarked.wav")
+    stored = await session.store.list_keys(f"syntheses/{TENANT}/alice/{completed.synthesis_id}/")
+    assert stored and not [key for key in stored if "unmarked" in key]
+    assert completed.speaker_similarity is not None and completed.word_error_rate is not None
 
     await results.wait_until(lambda e: False, timeout_s=3)  # give the audit stage a moment to catch up
     verification = await verify_audit_log(stack_settings)
@@ -116,6 +118,24 @@ async def test_consenting_voice_is_cloned_watermarked_and_audited(session, resul
     decisions = {(r["action"], r["decision"]) for r in journey}
     assert {("sample.accepted", "accepted"), ("consent.verified", "accepted"), ("voice.ready", "completed"),
             ("synthesis.completed", "completed")} <= decisions
+
+
+async def test_long_text_streams_chunk_by_chunk_before_the_whole_is_complete(session, results, stack_settings):
+    correlation, _, _ = await consented_voice(session, results, voice_id="frank")
+    sentences = ["The quick brown fox jumps over the lazy dog near the quiet river bank."] * 16
+    text = " ".join(sentences)
+
+    completed = await synthesise(session, results, voice_id="frank", correlation=correlation, text=text)
+
+    chunks = await results.wait_until(
+        lambda e: e.type == "synthesis.chunk_ready" and e.synthesis_id == completed.synthesis_id, 0, timeout_s=0,
+    )
+    assert completed.type == "synthesis.completed" and completed.chunk_count >= 3
+    assert [c.chunk_index for c in chunks] == list(range(completed.chunk_count))
+    assert chunks[0].latency_s < completed.latency_s
+    first = decode_audio(await session.store.get(chunks[0].object_key))
+    detection = detect_watermark(to_mono(first.samples), first.sample_rate_hz, stack_settings.watermark_key())
+    assert detection.detected and detection.payload == completed.synthesis_id.bytes[:8]
 
 
 async def test_bad_audio_gets_a_rejection_with_reasons(session, results):

@@ -1,0 +1,74 @@
+"""In-memory stand-ins for the repositories and the object store, for handler tests."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from types import SimpleNamespace
+
+from infra.errors import ObjectNotFound
+from infra.repositories import VoiceOwnedByAnotherTenant
+from streams.context import StageContext
+
+
+class InMemoryStore:
+    def __init__(self, objects: dict[str, bytes] | None = None):
+        self.objects = dict(objects or {})
+
+    async def put(self, key, data, *, content_type="application/octet-stream"):
+        self.objects[key] = data
+
+    async def get(self, key):
+        if key not in self.objects:
+            raise ObjectNotFound(key)
+        return self.objects[key]
+
+    async def delete(self, key):
+        self.objects.pop(key, None)
+
+    async def exists(self, key):
+        return key in self.objects
+
+
+class FakeVoices:
+    def __init__(self):
+        self.owners: dict[str, str] = {}
+
+    async def ensure_voice(self, *, voice_id, tenant_id):
+        if self.owners.setdefault(voice_id, tenant_id) != tenant_id:
+            raise VoiceOwnedByAnotherTenant(f"voice {voice_id!r} belongs to another tenant")
+
+    async def get_voice(self, *, voice_id):
+        return {"voice_id": voice_id} if voice_id in self.owners else None
+
+
+class FakeSamples:
+    def __init__(self):
+        self.decisions: dict = {}
+
+    async def record_decision(self, *, sample_id, **fields):
+        self.decisions[sample_id] = fields
+
+
+class FakeConsents:
+    def __init__(self):
+        self.decisions = []
+
+    async def record_decision(self, decision):
+        self.decisions.append(decision)
+
+    async def rejections_since(self, *, voice_id, since: datetime):
+        return sum(1 for d in self.decisions if d.voice_id == voice_id and d.status == "rejected")
+
+
+class FakeAdaptations:
+    def __init__(self, waiting: list[dict] | None = None):
+        self.waiting = waiting or []
+
+    async def waiting_requests(self, *, voice_id):
+        return [r for r in self.waiting if r["voice_id"] == voice_id]
+
+
+def fake_context(store: InMemoryStore | None = None, waiting: list[dict] | None = None) -> StageContext:
+    repos = SimpleNamespace(voices=FakeVoices(), samples=FakeSamples(), consents=FakeConsents(),
+                            adaptations=FakeAdaptations(waiting))
+    return StageContext(repos=repos, store=store or InMemoryStore(), watermark_key=b"k" * 32)
