@@ -316,6 +316,56 @@ def analyze(settings: Settings, audio: Path) -> None:
 
 
 @main.command()
+@click.option("--reference", "references", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A recording of the target voice (repeat: ~30 s in all clones best, one 5-10 s clip works).")
+@click.option("--text", required=True)
+@click.option("--language", default="en", show_default=True)
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--speed", default=1.0, show_default=True)
+@click.option("--pitch", "pitch_semitones", default=0.0, show_default=True, help="Semitones.")
+@click.option("--energy", "energy_db", default=0.0, show_default=True, help="dB.")
+@click.option("--emotion", type=click.Choice(["neutral", "happy", "sad", "angry"]), default="neutral")
+@click.option("--base-voice", type=click.Choice(["auto", "espeak", "piper"]), default="espeak", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Also score the output and print a JSON report.")
+def clone(references, text, language, out_file, speed, pitch_semitones, energy_db, emotion, base_voice,
+          as_json) -> None:
+    """Clone a voice locally, without the stack (no consent gate: only for voices you may use)."""
+    from processors.audio import encode_wav
+    from processors.cloning import clone_voice, default_engine
+    from processors.errors import ProcessorError
+    from processors.scoring import DnsmosEstimator, QualityScorer, WhisperTranscriber
+    from processors.speaker import SpeakerEncoder
+    from processors.synthesis import SynthesisControls
+
+    encoder = SpeakerEncoder()
+    scorer = QualityScorer(encoder, WhisperTranscriber(), DnsmosEstimator()) if as_json else None
+    try:
+        result = clone_voice(
+            [path.read_bytes() for path in references], text, encoder=encoder, engine=default_engine(base_voice),
+            language=language, scorer=scorer,
+            controls=SynthesisControls(speed=speed, pitch_semitones=pitch_semitones, energy_db=energy_db,
+                                       emotion=emotion),
+        )
+    except ProcessorError as error:
+        raise click.ClickException(str(error)) from error
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_bytes(encode_wav(result.samples, result.sample_rate_hz))
+    if not as_json:
+        click.echo(f"wrote {out_file} ({result.samples.size / result.sample_rate_hz:.1f} s)")
+        return
+    _echo_json({
+        "out": str(out_file), "sample_rate_hz": result.sample_rate_hz,
+        "duration_s": round(result.samples.size / result.sample_rate_hz, 3),
+        "adaptation_s": round(result.adaptation_s, 3), "synthesis_rtf": round(result.synthesis_rtf, 4),
+        "scores": result.scores.to_dict() if result.scores else None,
+        "references": [report.to_dict() for report in result.reference_reports],
+        "profile": {"f0_median_hz": result.profile.f0_median_hz, "embedding_spread": result.profile.embedding_spread,
+                    "inconsistent_samples": list(result.profile.inconsistent_samples)},
+    })
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("--out", "out_dir", default="out/demo", show_default=True, type=click.Path(path_type=Path))
 @click.option("--keep-stack", is_flag=True, help="Leave the embedded stack running afterwards.")
