@@ -217,19 +217,26 @@ def _load_owner_key(key_file: Path):
 @click.option("--days", default=365, show_default=True, help="Valid for this many days.")
 @click.option("--max-uses", type=int, default=None)
 @click.option("--statement", required=True, help="The consent statement the owner agreed to (and spoke).")
+@click.option("--statement-audio", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A recording of the owner speaking the statement; its voice must match the samples.")
 @click.pass_obj
 def consent_grant(settings: Settings, voice_id, tenant_id, owner_id, key_file, purposes, languages, days, max_uses,
-                  statement) -> None:
+                  statement, statement_audio) -> None:
     """Sign a consent document with the owner's key and produce consent.granted."""
     from streams.client import signed_consent
     from streams.session import client_session
 
+    audio = statement_audio.read_bytes() if statement_audio else None
+    audio_key = f"consents/{tenant_id}/{voice_id}/{uuid.uuid4()}{statement_audio.suffix}" if audio else None
     event = signed_consent(_load_owner_key(key_file), tenant_id=tenant_id, voice_id=voice_id, owner_id=owner_id,
                            purposes=list(purposes), languages=list(languages), statement_text=statement,
-                           valid_for=timedelta(days=days), max_uses=max_uses)
+                           valid_for=timedelta(days=days), max_uses=max_uses, statement_audio_key=audio_key,
+                           statement_audio=audio)
 
     async def go():
-        async with client_session(settings, with_store=False) as session:
+        async with client_session(settings, with_store=audio is not None) as session:
+            if audio is not None:
+                await session.store.put(audio_key, audio)
             await session.publisher.publish(event)
 
     _run(go())

@@ -93,6 +93,7 @@ class ConsentDecision:
     max_uses: int | None
     document: dict[str, Any]
     signature: bytes
+    statement_embedding: Any = None
 
 
 class ConsentRepository:
@@ -102,17 +103,24 @@ class ConsentRepository:
     async def record_decision(self, decision: ConsentDecision) -> None:
         await self.pool.execute(
             "INSERT INTO consents (consent_id, voice_id, tenant_id, owner_id, owner_public_key, status, reasons,"
-            " purposes, languages, issued_at, expires_at, max_uses, document, signature)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)"
+            " purposes, languages, issued_at, expires_at, max_uses, document, signature, statement_embedding)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15::vector)"
             " ON CONFLICT (consent_id) DO NOTHING",
             decision.consent_id, decision.voice_id, decision.tenant_id, decision.owner_id,
             decision.owner_public_key, decision.status, decision.reasons, decision.purposes,
             decision.languages, decision.issued_at, decision.expires_at, decision.max_uses,
             decision.document, decision.signature,
+            None if decision.statement_embedding is None else _vector_literal(decision.statement_embedding),
         )
 
     async def get(self, *, consent_id: uuid.UUID) -> asyncpg.Record | None:
         return await self.pool.fetchrow("SELECT * FROM consents WHERE consent_id = $1", consent_id)
+
+    async def statement_embedding(self, *, consent_id: uuid.UUID) -> list[float] | None:
+        text = await self.pool.fetchval(
+            "SELECT statement_embedding::text FROM consents WHERE consent_id = $1", consent_id
+        )
+        return None if text is None else [float(v) for v in text.strip("[]").split(",")]
 
     async def current_for_voice(self, *, voice_id: str, now: datetime) -> asyncpg.Record | None:
         """The newest verified, unexpired consent of the voice (revoked ones are not 'verified')."""

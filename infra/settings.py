@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     synthesis_rate_limit: int = Field(default=30, ge=1, description="synthesis requests per tenant per window")
     synthesis_rate_window_s: float = Field(default=60.0, gt=0)
     consent_failure_limit: int = Field(default=3, ge=1, description="consent rejections per voice per window")
+    require_spoken_consent: bool = Field(
+        default=False, description="consent must carry a recording of the owner speaking the statement")
     max_handler_attempts: int = Field(default=4, ge=1)
 
     @property

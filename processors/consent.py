@@ -3,7 +3,8 @@
 Canonical consent bytes (what the owner signs), reproducible in any language: UTF-8 JSON with keys
 sorted, no whitespace (separators "," and ":"), non-ASCII kept as is, of the object
   {"consent_id", "voice_id", "owner_id", "purposes": sorted list, "languages": sorted list,
-   "issued_at", "expires_at", "max_uses": int or null, "statement_text"}
+   "issued_at", "expires_at", "max_uses": int or null, "statement_text",
+   "statement_audio_sha256": lowercase hex or null}
 with times in UTC as "YYYY-MM-DDTHH:MM:SSZ" (whole seconds). A revocation signs
   {"action": "revoke", "consent_id", "revoked_at"} in the same form.
 """
@@ -34,6 +35,7 @@ class ConsentDocument:
     expires_at: datetime
     max_uses: int | None
     statement_text: str
+    statement_audio_sha256: str | None = None
 
 
 def utc_timestamp(moment: datetime) -> str:
@@ -55,6 +57,7 @@ def canonical_consent_bytes(document: ConsentDocument) -> bytes:
         "expires_at": utc_timestamp(document.expires_at),
         "max_uses": document.max_uses,
         "statement_text": document.statement_text,
+        "statement_audio_sha256": document.statement_audio_sha256,
     })
 
 

@@ -71,6 +71,10 @@ class ConsentGranted(Event):
     expires_at: AwareDatetime
     max_uses: int | None = Field(default=None, ge=1)
     statement_text: str = Field(min_length=1, max_length=2000)
+    statement_audio_key: ObjectKey | None = Field(
+        default=None, description="the owner speaking the statement; must be the sampled voice")
+    statement_audio_sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", description="sha256 of that recording, covered by the signature")
     signature: str = Field(description="Ed25519 signature over the canonical document, base64")
 
 

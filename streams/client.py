@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import uuid
 from datetime import datetime, timedelta
 from pathlib import PurePath
@@ -48,13 +49,16 @@ def signed_consent(
     private_key: Ed25519PrivateKey, *, tenant_id: str, voice_id: str, owner_id: str, purposes: list[str],
     languages: list[str], statement_text: str, valid_for: timedelta = timedelta(days=365),
     max_uses: int | None = None, issued_at: datetime | None = None, correlation_id: uuid.UUID | None = None,
+    statement_audio_key: str | None = None, statement_audio: bytes | None = None,
 ) -> ConsentGranted:
-    """A consent.granted event signed by the voice owner's key."""
+    """A consent.granted event signed by the voice owner's key (and, if given, their spoken statement's digest)."""
     issued_at = (issued_at or utc_now()).replace(microsecond=0)
     unsigned = ConsentGranted(
         tenant_id=tenant_id, voice_id=voice_id, owner_id=owner_id, owner_public_key=public_key_base64(private_key),
         purposes=purposes, languages=languages, issued_at=issued_at, expires_at=issued_at + valid_for,
         max_uses=max_uses, statement_text=statement_text, signature="", correlation_id=correlation_id or uuid.uuid4(),
+        statement_audio_key=statement_audio_key,
+        statement_audio_sha256=hashlib.sha256(statement_audio).hexdigest() if statement_audio is not None else None,
     )
     signature = sign_consent(consent_document(unsigned), private_key)
     return unsigned.model_copy(update={"signature": base64.b64encode(signature).decode()})

@@ -22,6 +22,9 @@ class Limits:
     consent_failure_limit: int = 3
     consent_failure_window_s: float = 3600.0
     max_upload_bytes: int = 200 * 1024 * 1024
+    require_spoken_consent: bool = False
+    # same speaker measures 0.92-0.96 on Resemblyzer, different speakers 0.44-0.71
+    spoken_consent_min_similarity: float = 0.80
 
 
 class VoiceModels:

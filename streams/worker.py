@@ -81,7 +81,8 @@ class VoxflowWorker:
             models=VoiceModels(settings.base_voice),
             limits=Limits(synthesis_rate_limit=settings.synthesis_rate_limit,
                           synthesis_rate_window_s=settings.synthesis_rate_window_s,
-                          consent_failure_limit=settings.consent_failure_limit),
+                          consent_failure_limit=settings.consent_failure_limit,
+                          require_spoken_consent=settings.require_spoken_consent),
         )
         log.info("loading speaker encoder and synthesis engine")
         await asyncio.to_thread(context.models.warm_up)

@@ -9,6 +9,7 @@ import numpy as np
 
 from processors.audio import decode_audio, to_mono
 from processors.errors import ProcessorError
+from processors.speaker import cosine_similarity
 from processors.voice_profile import build_profile
 from schemas.envelope import Event
 from schemas.events import AdaptationFailed, AdaptationRequested, VoiceReady
@@ -21,17 +22,19 @@ async def adapt_voice(event: AdaptationRequested, context: StageContext) -> list
     rejection = await claim_voice(event, context)
     if rejection:
         return [event.follow_up(AdaptationFailed, adaptation_id=event.adaptation_id, reason=rejection)]
-    await _require_consent(event, context)
+    consent = await _require_consent(event, context)
     samples = await _decided_samples(event, context)
     accepted = [row for row in samples if row["status"] == "accepted"]
     if not accepted:
         return await _fail(event, context, "none of the samples passed the quality gate")
-    return await _build(event, context, accepted)
+    return await _build(event, context, accepted, consent)
 
 
-async def _require_consent(event: AdaptationRequested, context: StageContext) -> None:
-    if await context.repos.consents.current_for_voice(voice_id=event.voice_id, now=context.clock()) is None:
+async def _require_consent(event: AdaptationRequested, context: StageContext):
+    consent = await context.repos.consents.current_for_voice(voice_id=event.voice_id, now=context.clock())
+    if consent is None:
         await _wait(event, context, "waiting for a verified, unexpired consent of the voice owner")
+    return consent
 
 
 async def _decided_samples(event: AdaptationRequested, context: StageContext):
@@ -55,7 +58,7 @@ async def _wait(event: AdaptationRequested, context: StageContext, reason: str):
     raise WaitingForPrerequisites(reason)
 
 
-async def _build(event: AdaptationRequested, context: StageContext, accepted) -> list[Event]:
+async def _build(event: AdaptationRequested, context: StageContext, accepted, consent) -> list[Event]:
     started = time.perf_counter()
     audio = [await _load_sample(context, row["normalised_key"]) for row in accepted]
     sample_rate_hz = audio[0][1]
@@ -65,6 +68,9 @@ async def _build(event: AdaptationRequested, context: StageContext, accepted) ->
         )
     except ProcessorError as error:
         return await _fail(event, context, f"could not build a voice profile: {error}")
+    mismatch = await _spoken_consent_mismatch(consent, profile, context)
+    if mismatch:
+        return await _fail(event, context, mismatch)
     sample_ids = [row["sample_id"] for row in accepted]
     version = await context.repos.profiles.save(
         voice_id=event.voice_id, adaptation_id=event.adaptation_id, sample_ids=sample_ids,
@@ -81,6 +87,18 @@ async def _build(event: AdaptationRequested, context: StageContext, accepted) ->
         embedding_spread=round(float(profile.embedding_spread), 4), f0_median_hz=round(float(profile.f0_median_hz), 1),
         inconsistent_sample_ids=inconsistent, adaptation_s=round(time.perf_counter() - started, 3),
     )]
+
+
+async def _spoken_consent_mismatch(consent, profile, context: StageContext) -> str | None:
+    statement = await context.repos.consents.statement_embedding(consent_id=consent["consent_id"])
+    if statement is None:
+        return None
+    similarity = cosine_similarity(np.asarray(statement, dtype=np.float32), profile.embedding)
+    threshold = context.limits.spoken_consent_min_similarity
+    if similarity >= threshold:
+        return None
+    return (f"the spoken consent statement is not by the sampled speaker "
+            f"(voice similarity {similarity:.2f} < {threshold:.2f})")
 
 
 async def _load_sample(context: StageContext, key: str) -> tuple[np.ndarray, int]:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import hashlib
 from datetime import timedelta
 
+from infra.errors import ObjectNotFound
 from infra.repositories import ConsentDecision
+from processors.audio import prepare_sample
+from processors.constants import ANALYSIS_SAMPLE_RATE_HZ
 from processors.anomaly import consent_failure_burst
 from processors.consent import (
     ConsentDocument,
     verify_consent_signature,
     verify_revocation_signature,
 )
-from processors.errors import ConsentSignatureError
+from processors.errors import ConsentSignatureError, ProcessorError
 from schemas.envelope import Event
 from schemas.events import (
     AnomalyDetected,
@@ -41,6 +46,7 @@ def consent_document(event: ConsentGranted) -> ConsentDocument:
         expires_at=event.expires_at,
         max_uses=event.max_uses,
         statement_text=event.statement_text,
+        statement_audio_sha256=event.statement_audio_sha256,
     )
 
 
@@ -57,6 +63,10 @@ async def grant_consent(event: ConsentGranted, context: StageContext) -> list[Ev
         return [event.follow_up(ConsentRejected, consent_id=event.consent_id, reasons=[rejection])]
     document = consent_document(event)
     reasons = _signature_problems(event, document) + _validity_problems(event, context)
+    statement_embedding = None
+    if not reasons:
+        statement_problems, statement_embedding = await _spoken_statement(event, context)
+        reasons += statement_problems
     public_key = _decode_or_empty(event.owner_public_key)
     await context.repos.consents.record_decision(ConsentDecision(
         consent_id=event.consent_id, voice_id=event.voice_id, tenant_id=event.tenant_id,
@@ -64,6 +74,7 @@ async def grant_consent(event: ConsentGranted, context: StageContext) -> list[Ev
         reasons=reasons, purposes=list(event.purposes), languages=list(event.languages),
         issued_at=event.issued_at, expires_at=event.expires_at, max_uses=event.max_uses,
         document=event.model_dump(mode="json"), signature=_decode_or_empty(event.signature),
+        statement_embedding=statement_embedding,
     ))
     if reasons:
         return [event.follow_up(ConsentRejected, consent_id=event.consent_id, reasons=reasons),
@@ -102,6 +113,28 @@ def _validity_problems(event: ConsentGranted, context: StageContext) -> list[str
     if event.issued_at > now + _ISSUE_CLOCK_SKEW:
         problems.append(f"issued_at {event.issued_at.isoformat()} is in the future")
     return problems
+
+
+async def _spoken_statement(event: ConsentGranted, context: StageContext):
+    """Check the recording of the owner speaking the statement; its voice is compared at adaptation."""
+    if event.statement_audio_key is None:
+        if context.limits.require_spoken_consent:
+            return ["a recording of the owner speaking the consent statement is required"], None
+        return [], None
+    try:
+        data = await context.store.get(event.statement_audio_key)
+    except ObjectNotFound:
+        return [f"no statement recording at {event.statement_audio_key!r}"], None
+    if hashlib.sha256(data).hexdigest() != event.statement_audio_sha256:
+        return ["the statement recording is not the one the owner signed (sha256 differs)"], None
+    try:
+        prepared = await asyncio.to_thread(prepare_sample, data, ANALYSIS_SAMPLE_RATE_HZ)
+        if not prepared.report.accepted:
+            return [f"statement recording: {'; '.join(prepared.report.reasons)}"], None
+        embedding = await asyncio.to_thread(context.models.encoder.embed, prepared.samples, prepared.sample_rate_hz)
+    except ProcessorError as error:
+        return [f"statement recording: {error}"], None
+    return [], embedding
 
 
 async def _failure_burst_alert(event: ConsentGranted, context: StageContext) -> list[Event]:

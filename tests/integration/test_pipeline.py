@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.kafka import KafkaProducer
-from infra.speech_assets import reference_utterance
+from infra.speech_assets import czech_actor_utterance, reference_utterance
 from processors.audio import decode_audio, encode_wav, to_mono
 from processors.watermark import detect_watermark
 from schemas.envelope import utc_now
@@ -136,6 +136,57 @@ async def test_long_text_streams_chunk_by_chunk_before_the_whole_is_complete(ses
     first = decode_audio(await session.store.get(chunks[0].object_key))
     detection = detect_watermark(to_mono(first.samples), first.sample_rate_hz, stack_settings.watermark_key())
     assert detection.detected and detection.payload == completed.synthesis_id.bytes[:8]
+
+
+async def spoken_consent(session, owner, voice_id: str, recording: bytes):
+    key = f"consents/{TENANT}/{voice_id}/statement.wav"
+    await session.store.put(key, recording)
+    return signed_consent(owner, tenant_id=TENANT, voice_id=voice_id, owner_id=voice_id, purposes=["narration"],
+                          languages=["en"], statement_text="I agree that my voice may be cloned.",
+                          statement_audio_key=key, statement_audio=recording)
+
+
+async def adapt_with(session, results, voice_id: str, consent) -> list:
+    uploads = [await upload_sample(session.store, session.publisher, data=wav_of_real_speech(8, offset=i),
+                                   filename=f"s{i}.wav", tenant_id=TENANT, voice_id=voice_id) for i in range(2)]
+    await session.publisher.publish(consent)
+    request = AdaptationRequested(tenant_id=TENANT, voice_id=voice_id, sample_ids=[u.sample_id for u in uploads])
+    await session.publisher.publish(request)
+    return await results.wait_until(
+        lambda e: e.type in {"voice.ready", "adaptation.failed"} and e.adaptation_id == request.adaptation_id,
+        timeout_s=RESULT_TIMEOUT_S,
+    )
+
+
+async def test_a_spoken_consent_by_the_sampled_speaker_lets_the_voice_be_built(session, results):
+    owner = Ed25519PrivateKey.generate()
+    consent = await spoken_consent(session, owner, "gina", wav_of_real_speech(5, offset=7))
+
+    (outcome,) = await adapt_with(session, results, "gina", consent)
+
+    assert outcome.type == "voice.ready"
+
+
+async def test_a_spoken_consent_by_someone_else_stops_the_adaptation(session, results):
+    owner = Ed25519PrivateKey.generate()
+    impostor = encode_wav(*czech_actor_utterance("big_fish", 5))
+    consent = await spoken_consent(session, owner, "hank", impostor)
+
+    (outcome,) = await adapt_with(session, results, "hank", consent)
+
+    assert outcome.type == "adaptation.failed" and "not by the sampled speaker" in outcome.reason
+
+
+async def test_a_statement_recording_swapped_after_signing_is_rejected(session, results):
+    owner = Ed25519PrivateKey.generate()
+    consent = await spoken_consent(session, owner, "ivan", wav_of_real_speech(5, offset=7))
+    await session.store.put(consent.statement_audio_key, wav_of_real_speech(5, offset=8))
+    await session.publisher.publish(consent)
+
+    rejected = await results.wait_until(lambda e: e.type == "consent.rejected" and e.consent_id == consent.consent_id,
+                                        timeout_s=RESULT_TIMEOUT_S)
+
+    assert "sha256" in rejected[0].reasons[0]
 
 
 async def test_bad_audio_gets_a_rejection_with_reasons(session, results):
