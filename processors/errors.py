@@ -87,3 +87,11 @@ class ScorerUnavailableError(ProcessorError):
 
 class ReferenceRejectedError(ProcessorError):
     """A reference recording failed the ingest quality gate; the message says why and what to do."""
+
+
+class InvalidWatermarkInputError(ProcessorError):
+    """Audio, sample rate, key or payload unusable for watermarking (empty, not finite, rate under 16 kHz, silent)."""
+
+
+class WatermarkAudioTooShortError(InvalidWatermarkInputError):
+    """The audio is too short to carry the watermark payload."""

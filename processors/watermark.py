@@ -62,6 +62,7 @@ WEIGHT_EXPONENT = 0.25
 PILOT_TARGET_NATS = 0.036
 LATTICE_STEP_NATS = 0.22
 MAX_CHIP_GAIN_NATS = 0.4
+PROBE_GAIN_NATS = 0.12  # a first, uniform nudge that measures how much of a chip gain survives resynthesis
 EMBED_ITERATIONS = 3
 SNR_RETRIES = 3
 MIN_MARK_SNR_DB = 25.0
@@ -406,8 +407,7 @@ def _mark_signal(audio: np.ndarray, pattern: _Pattern, coded_bits: np.ndarray) -
         return np.concatenate([[found.pilot_mean], found.bit_means])
 
     host = measured(np.zeros_like(padded))
-    probe_gain = PILOT_TARGET_NATS / 0.3
-    response = np.maximum((measured(realise(np.full(host.size, probe_gain))) - host) / probe_gain, 1e-3)
+    response = np.maximum((measured(realise(np.full(host.size, PROBE_GAIN_NATS))) - host) / PROBE_GAIN_NATS, 1e-3)
     target = np.concatenate([[PILOT_TARGET_NATS], _lattice_points(host[1:], coded_bits, pattern.dither)])
     strength = 1.0
     for _ in range(SNR_RETRIES):
@@ -470,10 +470,10 @@ def _best_whole_alignment(analyses: list[_OffsetAnalysis], pattern: _Pattern) ->
     best_z, best_choice = -np.inf, (0, 0)
     for index, analysis in enumerate(analyses):
         folded = _fold(analysis.weighted, 0)
-        spread = np.sqrt(max(np.sum(folded[pattern.group == 0] ** 2), 1e-30))
         for phase in range(BLOCK_FRAMES):
             # Folding with phase p only rotates the block rows.
-            pilot_z = np.sum(pattern.pilot_chips * np.roll(folded, phase, axis=0)) / spread
+            on_pilot = pattern.pilot_chips * np.roll(folded, phase, axis=0)
+            pilot_z = np.sum(on_pilot) / np.sqrt(max(np.sum(on_pilot**2), 1e-30))
             if pilot_z > best_z:
                 best_z, best_choice = pilot_z, (index, phase)
     index, phase = best_choice
