@@ -309,8 +309,9 @@ class AuditEntry:
 
 
 class AuditRepository:
-    def __init__(self, pool: asyncpg.Pool):
+    def __init__(self, pool: asyncpg.Pool, key: bytes):
         self.pool = pool
+        self.key = key
 
     async def append(self, *, event_id: uuid.UUID, record: dict[str, Any]) -> AuditEntry:
         """Append one record to the hash chain; appending the same event twice returns the first entry."""
@@ -322,7 +323,7 @@ class AuditRepository:
             last = await connection.fetchrow("SELECT sequence, record_hash FROM audit_log ORDER BY sequence DESC LIMIT 1")
             sequence = 1 if last is None else last["sequence"] + 1
             previous_hash = GENESIS_HASH if last is None else last["record_hash"]
-            record_hash = audit_record_hash(previous_hash, sequence, record)
+            record_hash = audit_record_hash(previous_hash, sequence, record, key=self.key)
             await connection.execute(
                 "INSERT INTO audit_log (sequence, event_id, previous_hash, record_hash, record)"
                 " VALUES ($1,$2,$3,$4,$5)",
@@ -372,9 +373,9 @@ class Repositories:
     inbox: InboxRepository
 
     @classmethod
-    def over(cls, pool: asyncpg.Pool) -> "Repositories":
+    def over(cls, pool: asyncpg.Pool, *, audit_key: bytes) -> "Repositories":
         return cls(
             VoiceRepository(pool), SampleRepository(pool), ConsentRepository(pool), ProfileRepository(pool),
             AdaptationJobRepository(pool), SynthesisRepository(pool), AnomalyRepository(pool),
-            AuditRepository(pool), InboxRepository(pool),
+            AuditRepository(pool, audit_key), InboxRepository(pool),
         )

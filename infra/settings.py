@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Literal
 
@@ -33,6 +34,7 @@ class Settings(BaseSettings):
     s3_secure: bool = False
     s3_region: str = "us-east-1"
 
+    audit_key_hex: str | None = Field(default=None, description="32-byte audit-chain HMAC key, hex; generated under data_dir if unset")
     base_voice: Literal["espeak", "piper", "auto"] = Field(
         default="espeak", description="base TTS: espeak-ng, or Piper for English (GPL, optional extra)")
     watermark_key_hex: str | None = Field(default=None, description="32-byte key, hex; generated under data_dir if unset")
@@ -48,13 +50,18 @@ class Settings(BaseSettings):
         return self.local_store_dir or self.data_dir / "objects"
 
     def watermark_key(self) -> bytes:
-        """The key that marks and detects voxflow output; generated once per embedded data dir."""
-        if self.watermark_key_hex:
-            return bytes.fromhex(self.watermark_key_hex)
-        key_file = self.data_dir / "watermark.key"
-        if not key_file.exists():
-            import secrets
+        """The key that marks and detects voxflow output; generated once per data dir if not set."""
+        return self._secret(self.watermark_key_hex, "watermark.key")
 
+    def audit_key(self) -> bytes:
+        """HMAC key of the audit chain: without it, whoever can write the database cannot rewrite the log."""
+        return self._secret(self.audit_key_hex, "audit.key")
+
+    def _secret(self, configured_hex: str | None, filename: str) -> bytes:
+        if configured_hex:
+            return bytes.fromhex(configured_hex)
+        key_file = self.data_dir / filename
+        if not key_file.exists():
             key_file.parent.mkdir(parents=True, exist_ok=True)
             key_file.write_text(secrets.token_hex(32))
             key_file.chmod(0o600)

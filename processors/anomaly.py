@@ -2,28 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Sequence
+from typing import Literal
+
+from processors.errors import InvalidAnomalyCheckError
+
+Severity = Literal["info", "warning", "critical"]
+CRITICAL_MULTIPLE_OF_LIMIT = 2  # twice the allowed failures is an attack in progress, not a typo
 
 
 @dataclass(frozen=True)
 class AnomalyFinding:
     kind: str
-    severity: str
+    severity: Severity
     detail: str
 
 
 def rate_exceeded(event_times: Sequence[datetime], *, now: datetime, window_s: float, limit: int) -> bool:
-    """More than `limit` events inside the window ending at `now`."""
+    """More than ``limit`` events in the window ``[now - window_s, now]``; later events do not count.
+
+    Times must all be timezone-aware (or all naive); ``InvalidAnomalyCheckError`` otherwise.
+    """
+    _check_window(window_s, limit)
     window_start = now - timedelta(seconds=window_s)
-    return sum(1 for moment in event_times if window_start <= moment <= now) > limit
+    try:
+        return sum(1 for moment in event_times if window_start <= moment <= now) > limit
+    except TypeError as error:
+        raise InvalidAnomalyCheckError(f"event times and now must all be timezone-aware: {error}") from error
 
 
 def consent_failure_burst(failures_in_window: int, *, limit: int, window_s: float) -> AnomalyFinding | None:
-    """Repeated rejected consents for one voice look like someone forging or replaying consent."""
-    if failures_in_window < limit:
+    """Repeated rejected consents for one voice look like someone forging or replaying consent.
+
+    A warning from ``limit`` failures in the window, critical from twice that; None below.
+    """
+    _check_window(window_s, limit)
+    if failures_in_window < max(limit, 1):
         return None
-    severity = "critical" if failures_in_window >= 2 * limit else "warning"
-    return AnomalyFinding("consent_failures", severity,
+    critical = failures_in_window >= CRITICAL_MULTIPLE_OF_LIMIT * max(limit, 1)
+    return AnomalyFinding("consent_failures", "critical" if critical else "warning",
                           f"{failures_in_window} rejected consents for this voice in {window_s:g} s")
+
+
+def _check_window(window_s: float, limit: int) -> None:
+    if not window_s > 0:
+        raise InvalidAnomalyCheckError(f"the window must be a positive number of seconds, got {window_s!r}")
+    if not isinstance(limit, int) or limit < 0:
+        raise InvalidAnomalyCheckError(f"the limit must be a non-negative integer, got {limit!r}")

@@ -105,6 +105,7 @@ EMOTION_PRESETS = {  # emotion -> (pitch shift st, pitch range scale, speed fact
 # Text normalisation and chunking
 MAX_REQUEST_TEXT_CHARACTERS = 20000  # one synthesis request, as the request schema allows
 MAX_CHUNK_CHARACTERS = 400  # a streamed chunk: a few sentences, a few seconds of speech
+MIN_TAIL_CHUNK_CHARACTERS = 60  # a shorter last chunk joins the one before: too little speech to watermark well
 CHUNK_PAUSE_MS = 250.0  # silence between concatenated chunks
 
 # Voice morphing and transforms

@@ -95,3 +95,19 @@ class InvalidWatermarkInputError(ProcessorError):
 
 class WatermarkAudioTooShortError(InvalidWatermarkInputError):
     """The audio is too short to carry the watermark payload."""
+
+
+class InvalidConsentError(ProcessorError):
+    """A consent document or scope question is malformed (naive datetime, no purposes, max_uses below 1)."""
+
+
+class ConsentKeyError(ConsentSignatureError):
+    """Owner key material is malformed: wrong length, not base64, or not an Ed25519 key."""
+
+
+class AuditChainError(ProcessorError):
+    """An audit record cannot be hashed (not JSON-serialisable, bad hash or sequence)."""
+
+
+class InvalidAnomalyCheckError(ProcessorError):
+    """An anomaly check was asked with a window or limit that means nothing (window not positive, limit negative)."""

@@ -7,7 +7,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from processors.constants import MAX_CHUNK_CHARACTERS, MAX_REQUEST_TEXT_CHARACTERS
+from processors.constants import MAX_CHUNK_CHARACTERS, MAX_REQUEST_TEXT_CHARACTERS, MIN_TAIL_CHUNK_CHARACTERS
 from processors.errors import EmptyTextError, InvalidTextError, TextTooLongError
 
 # An SSML/HTML-like tag: "<" right before a name (or "/name"), so "a < b" stays text.
@@ -61,11 +61,13 @@ def split_sentences(text: str) -> list[str]:
     ]
 
 
-def chunk_text(text: str, max_chunk_characters: int = MAX_CHUNK_CHARACTERS) -> list[TextChunk]:
+def chunk_text(text: str, max_chunk_characters: int = MAX_CHUNK_CHARACTERS,
+               min_tail_characters: int = MIN_TAIL_CHUNK_CHARACTERS) -> list[TextChunk]:
     """Normalise ``text`` and pack whole sentences into chunks of at most ``max_chunk_characters``.
 
     A sentence longer than a chunk is cut at clause punctuation, then between words, and only
-    then mid-word.
+    then mid-word. A last chunk under ``min_tail_characters`` joins the one before (which may
+    then run that much over the limit): a second or two of speech is too little to carry a watermark.
     """
     if max_chunk_characters < 1:
         raise InvalidTextError(f"chunks must hold at least one character, got {max_chunk_characters}")
@@ -80,6 +82,9 @@ def chunk_text(text: str, max_chunk_characters: int = MAX_CHUNK_CHARACTERS) -> l
             packed[-1] = f"{packed[-1]} {piece}"
         else:
             packed.append(piece)
+    if len(packed) > 1 and len(packed[-1]) < min_tail_characters:
+        tail = packed.pop()
+        packed[-1] = f"{packed[-1]} {tail}"
     return [TextChunk(index=index, count=len(packed), text=chunk) for index, chunk in enumerate(packed)]
 
 

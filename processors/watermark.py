@@ -21,9 +21,11 @@ so unmarked audio and other keys are not detected. The embedder keeps the mark a
 below the audio (``MIN_MARK_SNR_DB``) and never louder than 0.3 of the audio's 5 ms envelope, which
 keeps it out of pauses and away from onsets.
 
-What it takes: a payload needs about 2.5 s of speech to survive the attacks listed in
-``tests/unit/test_watermark.py``; clips of 1-2.5 s carry it without attacks; presence alone is
-found in shorter clips. Audio made by joining separately marked clips is decoded clip by clip.
+What it takes (measured on real speech, 12 clips per length): from 4 s on, the payload comes back
+after each of resampling to 16 kHz and back, white noise at 20 dB SNR, ±6 dB gain, an 8 kHz
+low-pass and cutting off the first or last 10 %; at 2.5-3 s in 9-12 of 12 clips; at 1-2 s in a third
+to four fifths without damage. A wrong payload was never reported. Audio made by joining
+separately marked clips is decoded clip by clip.
 
 Keys are expanded with HMAC-SHA256 and SHAKE-256 only, so the chip patterns do not depend on the
 numpy version and a mark stays readable across upgrades.
@@ -73,7 +75,7 @@ MIN_PAYLOAD_PILOT_Z = 3.0  # a CRC match counts only with at least this much pil
 MIN_SEGMENT_PILOT_Z = 4.0  # ... and this much when a segment of the audio was picked out first
 PRESENCE_MIDPOINT_Z = 4.5  # pilot z of confidence 0.5; unmarked speech stays below about 3.8
 PRESENCE_SLOPE_PER_Z = 2.0
-SEGMENT_FRAME_BIAS_Z = 0.25  # per-frame pilot z a frame must beat to extend a marked segment
+SEGMENT_FRAME_BIAS_Z = 0.75  # a frame must show this much pilot z (one clip's frames: about 1) to extend a stretch
 SEGMENT_CANDIDATES = 6
 CHANNEL_GAIN_GUESSES = (1.0, 0.85, 0.7)  # noise shrinks the embedded shifts; decoding tries these too
 MIN_CHANNEL_GAIN = 0.5
@@ -130,7 +132,7 @@ def detect_watermark(samples: np.ndarray, sample_rate_hz: int, key: bytes) -> Wa
     if unusable:
         return WatermarkDetection(False, None, 0.0, unusable)
     pattern = _key_pattern(key)
-    analyses = _analyse_all_offsets(audio, pattern)
+    analyses = _analyse_all_offsets(audio)
     best = _best_whole_alignment(analyses, pattern)
     payload = _decode_payload(best, pattern) if best.pilot_z >= MIN_PAYLOAD_PILOT_Z else None
     if payload is None:
@@ -147,14 +149,14 @@ def detect_watermark(samples: np.ndarray, sample_rate_hz: int, key: bytes) -> Wa
 def watermark_presence(samples: np.ndarray, sample_rate_hz: int, key: bytes) -> float:
     """Presence score in [0, 1] from the pilot correlation alone (no payload decoding).
 
-    ≥ 0.5 means marked with ``key``; unmarked speech scores below about 0.1. Same input rules as
+    ≥ 0.5 means marked with ``key``; unmarked speech scores below about 0.2. Same input rules as
     :func:`detect_watermark`; unusable audio scores 0.
     """
     audio, unusable = _prepared_for_detection(samples, sample_rate_hz, key)
     if unusable:
         return 0.0
     pattern = _key_pattern(key)
-    best = _best_whole_alignment(_analyse_all_offsets(audio, pattern), pattern)
+    best = _best_whole_alignment(_analyse_all_offsets(audio), pattern)
     return _confidence(best.pilot_z, payload_verified=False)
 
 
@@ -456,7 +458,7 @@ class _OffsetAnalysis:
     weights: np.ndarray  # [frames, bins]
 
 
-def _analyse_all_offsets(audio: np.ndarray, pattern: _Pattern) -> list[_OffsetAnalysis]:
+def _analyse_all_offsets(audio: np.ndarray) -> list[_OffsetAnalysis]:
     step = HOP_SAMPLES // SEARCH_STEPS_PER_HOP
     analyses = []
     for first_sample in range(0, HOP_SAMPLES, step):
@@ -499,14 +501,7 @@ def _decode_from_segments(analyses: list[_OffsetAnalysis],
                           pattern: _Pattern) -> tuple[_Alignment | None, bytes | None]:
     """Audio joined from separately marked clips has one alignment per clip: find stretches whose
     frames agree with one alignment's pilot and decode each stretch alone."""
-    candidates = []
-    for index, analysis in enumerate(analyses):
-        for phase in range(BLOCK_FRAMES):
-            score, start, stop = _strongest_stretch(_frame_pilot_z(analysis.weighted, pattern, phase))
-            candidates.append((score, index, phase, start, stop))
-    for _, index, phase, start, stop in sorted(candidates, reverse=True)[:SEGMENT_CANDIDATES]:
-        if stop - start < BLOCK_FRAMES:
-            continue
+    for index, phase, start, stop in _distinct_stretches(analyses, pattern):
         analysis = analyses[index]
         alignment = _measure(analysis.weighted[start:stop], analysis.weights[start:stop], pattern,
                              (phase + start) % BLOCK_FRAMES)
@@ -515,6 +510,28 @@ def _decode_from_segments(analyses: list[_OffsetAnalysis],
             if payload is not None:
                 return alignment, payload
     return None, None
+
+
+def _distinct_stretches(analyses: list[_OffsetAnalysis], pattern: _Pattern) -> list[tuple[int, int, int, int]]:
+    """The strongest stretches (offset index, phase, first frame, end frame), at most one per span of
+    audio: neighbouring offsets see the same marked clip."""
+    step_samples = HOP_SAMPLES // SEARCH_STEPS_PER_HOP
+    candidates = []
+    for index, analysis in enumerate(analyses):
+        for phase in range(BLOCK_FRAMES):
+            score, start, stop = _strongest_stretch(_frame_pilot_z(analysis.weighted, pattern, phase))
+            if stop - start >= BLOCK_FRAMES:
+                candidates.append((score, index, phase, start, stop))
+    chosen: list[tuple[int, int, int, int]] = []
+    taken: list[tuple[int, int]] = []
+    for _, index, phase, start, stop in sorted(candidates, reverse=True):
+        span = (index * step_samples + start * HOP_SAMPLES, index * step_samples + stop * HOP_SAMPLES)
+        if all(min(span[1], other[1]) - max(span[0], other[0]) < 0.5 * (span[1] - span[0]) for other in taken):
+            chosen.append((index, phase, start, stop))
+            taken.append(span)
+        if len(chosen) == SEGMENT_CANDIDATES:
+            break
+    return chosen
 
 
 def _frame_pilot_z(weighted: np.ndarray, pattern: _Pattern, phase: int) -> np.ndarray:

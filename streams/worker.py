@@ -75,7 +75,7 @@ class VoxflowWorker:
         self._producer = KafkaProducer(settings.kafka_bootstrap)
         await self._producer.start()
         context = StageContext(
-            repos=Repositories.over(self._pool),
+            repos=Repositories.over(self._pool, audit_key=settings.audit_key()),
             store=await open_object_store(settings),
             watermark_key=settings.watermark_key(),
             models=VoiceModels(settings.base_voice),

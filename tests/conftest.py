@@ -57,6 +57,7 @@ def stack_settings(embedded_stack, s3_endpoint, tmp_path_factory) -> Settings:
         topic_partitions=2,
         consumer_group=f"voxflow-test-{uuid.uuid4().hex[:8]}",
         watermark_key_hex="11" * 32,
+        audit_key_hex="22" * 32,
         synthesis_rate_limit=8,
         synthesis_rate_window_s=60,
     )

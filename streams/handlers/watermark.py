@@ -10,13 +10,14 @@ import numpy as np
 from infra.errors import ObjectNotFound
 from processors.audio import decode_audio, encode_wav, resample, to_mono
 from processors.constants import CHUNK_PAUSE_MS, OUTPUT_SAMPLE_RATE_HZ
-from processors.errors import ProcessorError
+from processors.errors import ProcessorError, WatermarkAudioTooShortError
 from processors.voice_profile import VoiceProfile
 from processors.watermark import detect_watermark, embed_watermark
 from schemas.envelope import Event
 from schemas.events import (
     SynthesisChunkReady,
     SynthesisCompleted,
+    SynthesisFailed,
     SynthesisProduced,
     WatermarkDetected,
     WatermarkDetectionRequested,
@@ -35,7 +36,14 @@ async def release_output(event: SynthesisProduced, context: StageContext) -> lis
     if synthesis is None or synthesis["status"] != "accepted":
         return []
     chunk = await context.repos.syntheses.chunk(synthesis_id=event.synthesis_id, chunk_index=event.chunk_index)
-    outcomes = [] if chunk["released_at"] else [await _release_chunk(event, context)]
+    try:
+        outcomes = [] if chunk["released_at"] else [await _release_chunk(event, context)]
+    except WatermarkAudioTooShortError as error:
+        # voxflow never releases unmarked audio
+        reason = (f"chunk {event.chunk_index + 1} of {event.chunk_count} is too short to carry the watermark "
+                  f"({error}); send a longer text")
+        await context.repos.syntheses.mark_failed(synthesis_id=event.synthesis_id, reason=reason)
+        return [event.follow_up(SynthesisFailed, synthesis_id=event.synthesis_id, reason=reason)]
     released = await context.repos.syntheses.released_chunks(synthesis_id=event.synthesis_id)
     if len(released) == event.chunk_count:
         outcomes.append(await _complete(event, context, synthesis, released))

@@ -81,7 +81,7 @@ async def consented_voice(session, results, *, voice_id: str, max_uses: int | No
     return correlation, consent, ready[0]
 
 
-async def synthesise(session, results, *, voice_id: str, correlation, text: str = "Good morning, everyone.",
+async def synthesise(session, results, *, voice_id: str, correlation, text: str = "Good morning, everyone. Today we will read the news of the week together.",
                      purpose: str = "narration", language: str = "en"):
     request = SynthesisRequested(tenant_id=TENANT, voice_id=voice_id, correlation_id=correlation, text=text,
                                  language=language, purpose=purpose)

@@ -63,7 +63,7 @@ async def test_migrations_apply_once(pool):
 
 
 async def test_profiles_are_versioned_and_replays_do_not_add_versions(pool):
-    repos = Repositories.over(pool)
+    repos = Repositories.over(pool, audit_key=b"k" * 32)
     voice = f"v-{uuid.uuid4().hex[:6]}"
     await repos.voices.ensure_voice(voice_id=voice, tenant_id="t")
     first, second = uuid.uuid4(), uuid.uuid4()
@@ -79,7 +79,7 @@ async def test_profiles_are_versioned_and_replays_do_not_add_versions(pool):
 
 
 async def test_tampering_with_the_audit_log_is_detected_at_the_altered_entry(pool, stack_settings):
-    audit = AuditRepository(pool)
+    audit = AuditRepository(pool, stack_settings.audit_key())
     appended = [await audit.append(event_id=uuid.uuid4(), record={"decision": "accepted", "n": n}) for n in range(3)]
     assert (await verify_audit_log(stack_settings)).valid
 
@@ -91,3 +91,20 @@ async def test_tampering_with_the_audit_log_is_detected_at_the_altered_entry(poo
                        "WHERE sequence = $1", victim)
 
     assert not verification.valid and verification.first_invalid_sequence == victim
+
+
+async def test_a_rehashed_forgery_is_caught_because_the_chain_is_keyed(pool, stack_settings):
+    from processors.audit_chain import audit_record_hash
+
+    audit = AuditRepository(pool, stack_settings.audit_key())
+    entry = await audit.append(event_id=uuid.uuid4(), record={"decision": "rejected"})
+    forged = {"decision": "accepted"}
+    forged_hash = audit_record_hash(entry.previous_hash, entry.sequence, forged)  # the attacker lacks the key
+    original = await pool.fetchrow("SELECT record, record_hash FROM audit_log WHERE sequence = $1", entry.sequence)
+    await pool.execute("UPDATE audit_log SET record = $2, record_hash = $3 WHERE sequence = $1",
+                       entry.sequence, forged, forged_hash)
+    verification = await verify_audit_log(stack_settings)
+    await pool.execute("UPDATE audit_log SET record = $2, record_hash = $3 WHERE sequence = $1",
+                       entry.sequence, original["record"], original["record_hash"])
+
+    assert not verification.valid and verification.first_invalid_sequence == entry.sequence

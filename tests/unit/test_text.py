@@ -63,15 +63,22 @@ def test_long_text_becomes_numbered_chunks_that_keep_every_word():
 
 
 def test_chunks_end_at_sentence_ends_when_they_can():
-    chunks = chunk_text("First sentence here. Second one follows. Third closes it.", max_chunk_characters=45)
+    chunks = chunk_text("First sentence here. Second one follows. Third closes it.", max_chunk_characters=45,
+                        min_tail_characters=0)
 
     assert [chunk.text for chunk in chunks] == ["First sentence here. Second one follows.", "Third closes it."]
+
+
+def test_a_short_last_sentence_joins_the_chunk_before_so_it_can_carry_a_watermark():
+    chunks = chunk_text("First sentence here. Second one follows. Thanks.", max_chunk_characters=45)
+
+    assert [chunk.text for chunk in chunks] == ["First sentence here. Second one follows. Thanks."]
 
 
 def test_a_sentence_longer_than_a_chunk_is_cut_between_words():
     sentence = "and then " * 60
 
-    chunks = chunk_text(sentence, max_chunk_characters=50)
+    chunks = chunk_text(sentence, max_chunk_characters=50, min_tail_characters=0)
 
     assert all(len(chunk.text) <= 50 for chunk in chunks)
     assert " ".join(chunk.text for chunk in chunks).split() == sentence.split()
