@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SYSTEM_TOOLS := espeak-ng ffmpeg
 
-.PHONY: install system-deps demo test test-unit bench-cloning schemas clean
+.PHONY: install system-deps demo test test-unit bench-cloning bench-pipeline schemas clean
 
 install: system-deps $(VENV)/.installed
 
@@ -45,3 +45,6 @@ clean:
 
 bench-cloning: install
 	$(BIN)/python bench/cloning.py
+
+bench-pipeline: install
+	$(BIN)/python bench/pipeline.py

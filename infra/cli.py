@@ -385,7 +385,8 @@ def demo(settings: Settings, as_json: bool, out_dir: Path, keep_stack: bool) -> 
     if as_json:
         click.echo(json.dumps(summary))
     else:
+        width = max(map(len, summary))
         for key, value in summary.items():
-            click.echo(f"{key:>24}: {value}")
+            click.echo(f"{key:>{width}}: {value}")
     if not summary["ok"]:
         sys.exit(1)

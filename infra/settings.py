@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".voxflow")
     kafka_bootstrap: str = f"127.0.0.1:{EMBEDDED_BROKER_PORT}"
     postgres_dsn: str = f"postgresql://postgres@127.0.0.1:{EMBEDDED_POSTGRES_PORT}/voxflow"
+    faust_transport: Literal["voxflow", "kafka"] = Field(
+        default="voxflow", description="voxflow: Faust's Kafka transport with a 100 ms fetch wait; kafka: stock (1.5 s)")
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication: int = Field(default=1, ge=1)
     consumer_group: str = "voxflow-worker"

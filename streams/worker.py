@@ -25,7 +25,7 @@ log = logging.getLogger("voxflow.worker")
 def create_faust_app(settings: Settings, processor: StageProcessor) -> faust.App:
     app = faust.App(
         settings.consumer_group,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker=f"{settings.faust_transport}://{settings.kafka_bootstrap}",
         key_serializer="raw",
         value_serializer="raw",
         store="memory://",
