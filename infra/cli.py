@@ -265,6 +265,31 @@ def consent_revoke(settings: Settings, voice_id, tenant_id, consent_id: uuid.UUI
     _echo_json(event.model_dump(mode="json"))
 
 
+# --- voices -----------------------------------------------------------------------------------
+
+@main.group()
+def voice() -> None:
+    """Voice administration."""
+
+
+@voice.command("protect")
+@click.argument("voice_id")
+@click.option("--unprotect", is_flag=True, help="Lift the protection.")
+@click.pass_obj
+def voice_protect(settings: Settings, voice_id: str, unprotect: bool) -> None:
+    """Protect a voice: it is never synthesised, and samples that sound like it are blocked as impersonation."""
+    from infra.repositories import VoiceRepository
+    from streams.session import database
+
+    async def go():
+        async with database(settings) as pool:
+            return await VoiceRepository(pool).set_protected(voice_id=voice_id, protected=not unprotect)
+
+    if not _run(go()):
+        raise click.ClickException(f"no voice {voice_id!r}")
+    click.echo(f"voice {voice_id} is {'no longer ' if unprotect else ''}protected")
+
+
 # --- audit, schemas, analyze, demo ------------------------------------------------------------
 
 @main.group()

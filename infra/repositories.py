@@ -184,6 +184,16 @@ class ProfileRepository:
             voice_id,
         )
 
+    async def closest_protected_voice(self, *, embedding, other_than: str) -> tuple[str, float] | None:
+        """The protected voice (any profile version) whose speaker embedding is nearest, with its cosine."""
+        row = await self.pool.fetchrow(
+            "SELECT p.voice_id, 1 - (p.embedding <=> $1::vector) AS similarity"
+            " FROM voice_profiles p JOIN voices v USING (voice_id)"
+            " WHERE v.protected AND p.voice_id <> $2 ORDER BY p.embedding <=> $1::vector LIMIT 1",
+            _vector_literal(embedding), other_than,
+        )
+        return None if row is None else (row["voice_id"], float(row["similarity"]))
+
 
 class AdaptationJobRepository:
     def __init__(self, pool: asyncpg.Pool):

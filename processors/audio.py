@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
@@ -19,12 +20,15 @@ import torchaudio.functional
 from processors.constants import (
     ANALYSIS_SAMPLE_RATE_HZ,
     CLIPPING_LEVEL,
+    DNSMOS_EXCERPT_S,
+    DNSMOS_MAX_EXCERPTS,
     ENERGY_FRAME_MS,
     FFMPEG_TIMEOUT_S,
     LEVEL_FLOOR_DBFS,
     MAX_CLIPPING_RATIO,
     MAX_DECODE_DURATION_S,
     MAX_SAMPLE_DURATION_S,
+    MIN_INGEST_DNSMOS,
     MIN_SNR_DB,
     MIN_SPEECH_DURATION_S,
     MIN_VOICED_DURATION_S,
@@ -50,7 +54,12 @@ from processors.errors import (
     InvalidAudioError,
 )
 
+if TYPE_CHECKING:
+    from processors.scoring import DnsmosEstimator
+    from processors.vad import SpeechDetector
+
 MAX_SNR_DB = 100.0  # reported for recordings whose pauses are digital silence
+ENERGY_DETECTOR_NAME = "energy"  # QualityReport.vad when no neural detector was given
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,11 @@ class DecodedAudio:
 
 @dataclass(frozen=True)
 class QualityReport:
-    """Whether a sample is good enough to learn a voice from, and what to do about it if not."""
+    """Whether a sample is good enough to learn a voice from, and what to do about it if not.
+
+    ``vad`` names the detector that found the speech (``"energy"`` or ``"silero-vad"``); ``dnsmos``
+    is the DNSMOS overall MOS (1-5) of the speech, ``None`` when no estimator was given or no speech was found.
+    """
 
     duration_s: float
     speech_duration_s: float
@@ -83,6 +96,8 @@ class QualityReport:
     accepted: bool
     reasons: list[str]
     suggestions: list[str]
+    dnsmos: float | None = None
+    vad: str = ENERGY_DETECTOR_NAME
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -154,66 +169,59 @@ def normalise_loudness(
     return (array * gain).astype(np.float32)
 
 
-def trim_silence(samples: np.ndarray, sample_rate_hz: int, padding_ms: float = TRIM_PADDING_MS) -> np.ndarray:
+def trim_silence(
+    samples: np.ndarray,
+    sample_rate_hz: int,
+    padding_ms: float = TRIM_PADDING_MS,
+    *,
+    vad: SpeechDetector | None = None,
+) -> np.ndarray:
     """Cut leading and trailing non-speech from mono ``[n]`` audio, keeping ``padding_ms`` either side.
 
+    Speech is what ``vad`` hears, or without one, frames well above the noise floor.
     Returns an empty array when no frame holds speech.
     """
     array = _checked(samples)
     _check_rate(sample_rate_hz)
-    speech = _speech_frames(_frame_levels_db(array, sample_rate_hz))
-    if not speech.any():
-        return array[:0]
-    frame_length = _frame_length(sample_rate_hz)
-    padding = int(padding_ms * sample_rate_hz / 1000)
-    speech_indices = np.flatnonzero(speech)
-    start = max(0, speech_indices[0] * frame_length - padding)
-    stop = min(array.size, (speech_indices[-1] + 1) * frame_length + padding)
-    return array[start:stop]
+    return _trimmed(array, sample_rate_hz, _speech_frame_mask(array, sample_rate_hz, vad), padding_ms)
 
 
-def assess_quality(samples: np.ndarray, sample_rate_hz: int) -> QualityReport:
-    """Measure a recording and accept or reject it as voice-cloning material, saying why."""
+def assess_quality(
+    samples: np.ndarray,
+    sample_rate_hz: int,
+    *,
+    vad: SpeechDetector | None = None,
+    dnsmos: DnsmosEstimator | None = None,
+) -> QualityReport:
+    """Measure a recording and accept or reject it as voice-cloning material, saying why.
+
+    Speech is what ``vad`` hears, or without one, frames well above the noise floor. With ``dnsmos``
+    the report carries the DNSMOS of the speech, and a low one adds a suggestion, never a rejection.
+    """
     mono = to_mono(samples)
     _check_rate(sample_rate_hz)
-    duration_s = mono.size / sample_rate_hz
-    levels_db = _frame_levels_db(mono, sample_rate_hz)
-    speech = _speech_frames(levels_db)
-    speech_duration_s = float(speech.sum()) * ENERGY_FRAME_MS / 1000
-    voiced_duration_s = _voiced_duration_s(mono, sample_rate_hz, speech)
-    peak_dbfs = _to_db(float(np.max(np.abs(mono)))) if mono.size else LEVEL_FLOOR_DBFS
-    speech_rms_dbfs = (
-        _power_to_db(float(np.mean(_db_to_power(levels_db[speech])))) if speech.any() else LEVEL_FLOOR_DBFS
-    )
-    clipping_ratio = float(np.mean(np.abs(mono) >= CLIPPING_LEVEL)) if mono.size else 0.0
-    snr_db = _estimate_snr_db(levels_db, speech)
-    reasons, suggestions = _judge(
-        duration_s, speech_duration_s, voiced_duration_s, snr_db, clipping_ratio, peak_dbfs, speech_rms_dbfs
-    )
-    return QualityReport(
-        duration_s=duration_s,
-        speech_duration_s=speech_duration_s,
-        voiced_duration_s=voiced_duration_s,
-        snr_db=snr_db,
-        clipping_ratio=clipping_ratio,
-        peak_dbfs=peak_dbfs,
-        speech_rms_dbfs=speech_rms_dbfs,
-        accepted=not reasons,
-        reasons=reasons,
-        suggestions=suggestions,
-    )
+    speech = _speech_frame_mask(mono, sample_rate_hz, vad)
+    return _assess(mono, sample_rate_hz, speech, _detector_name(vad), dnsmos)
 
 
-def prepare_sample(data: bytes, target_rate_hz: int = ANALYSIS_SAMPLE_RATE_HZ) -> PreparedSample:
+def prepare_sample(
+    data: bytes,
+    target_rate_hz: int = ANALYSIS_SAMPLE_RATE_HZ,
+    *,
+    vad: SpeechDetector | None = None,
+    dnsmos: DnsmosEstimator | None = None,
+) -> PreparedSample:
     """Decode an upload, down-mix, resample to ``target_rate_hz`` and judge it.
 
     The quality report is measured before trimming and normalisation, so clipping and level are
-    those of the upload. A rejected sample is still returned, with the report saying why.
+    those of the upload; speech is found (and trimmed to) as ``assess_quality`` does. A rejected
+    sample is still returned, with the report saying why.
     """
     decoded = decode_audio(data)
     mono = resample(to_mono(decoded.samples), decoded.sample_rate_hz, target_rate_hz)
-    report = assess_quality(mono, target_rate_hz)
-    trimmed = trim_silence(mono, target_rate_hz)
+    speech = _speech_frame_mask(mono, target_rate_hz, vad)
+    report = _assess(mono, target_rate_hz, speech, _detector_name(vad), dnsmos)
+    trimmed = _trimmed(mono, target_rate_hz, speech, TRIM_PADDING_MS)
     return PreparedSample(
         samples=normalise_loudness(trimmed) if trimmed.size else mono,
         sample_rate_hz=target_rate_hz,
@@ -269,6 +277,96 @@ def _decode_with_ffmpeg(data: bytes) -> DecodedAudio:
         raise AudioDecodeError("ffmpeg produced no readable audio stream") from error
 
 
+def _assess(
+    mono: np.ndarray, sample_rate_hz: int, speech: np.ndarray, detector_name: str, dnsmos: DnsmosEstimator | None
+) -> QualityReport:
+    """The quality report of mono ``[n]`` audio whose speech frames (``ENERGY_FRAME_MS`` each) are ``speech``."""
+    duration_s = mono.size / sample_rate_hz
+    levels_db = _frame_levels_db(mono, sample_rate_hz)
+    speech_duration_s = float(speech.sum()) * ENERGY_FRAME_MS / 1000
+    voiced_duration_s = _voiced_duration_s(mono, sample_rate_hz, speech)
+    peak_dbfs = _to_db(float(np.max(np.abs(mono)))) if mono.size else LEVEL_FLOOR_DBFS
+    speech_rms_dbfs = (
+        _power_to_db(float(np.mean(_db_to_power(levels_db[speech])))) if speech.any() else LEVEL_FLOOR_DBFS
+    )
+    clipping_ratio = float(np.mean(np.abs(mono) >= CLIPPING_LEVEL)) if mono.size else 0.0
+    snr_db = _estimate_snr_db(levels_db, speech)
+    dnsmos_overall = (
+        _dnsmos_overall(_trimmed(mono, sample_rate_hz, speech, TRIM_PADDING_MS), sample_rate_hz, dnsmos)
+        if dnsmos is not None and speech.any()
+        else None
+    )
+    reasons, suggestions = _judge(
+        duration_s,
+        speech_duration_s,
+        voiced_duration_s,
+        snr_db,
+        clipping_ratio,
+        peak_dbfs,
+        speech_rms_dbfs,
+        dnsmos_overall,
+    )
+    return QualityReport(
+        duration_s=duration_s,
+        speech_duration_s=speech_duration_s,
+        voiced_duration_s=voiced_duration_s,
+        snr_db=snr_db,
+        clipping_ratio=clipping_ratio,
+        peak_dbfs=peak_dbfs,
+        speech_rms_dbfs=speech_rms_dbfs,
+        accepted=not reasons,
+        reasons=reasons,
+        suggestions=suggestions,
+        dnsmos=dnsmos_overall,
+        vad=detector_name,
+    )
+
+
+def _speech_frame_mask(mono: np.ndarray, sample_rate_hz: int, vad: SpeechDetector | None) -> np.ndarray:
+    """Which ``ENERGY_FRAME_MS`` frames of mono ``[n]`` audio hold speech, by ``vad`` or else by energy."""
+    if vad is None:
+        return _speech_frames(_frame_levels_db(mono, sample_rate_hz))
+    frame_length = _frame_length(sample_rate_hz)
+    midpoints = np.arange(mono.size // frame_length) * frame_length + frame_length // 2
+    spans = vad.speech_spans(mono, sample_rate_hz)
+    if not spans:
+        return np.zeros(midpoints.size, dtype=bool)
+    starts = np.array([span.start for span in spans])
+    stops = np.array([span.stop for span in spans])
+    latest_span = np.searchsorted(starts, midpoints, side="right") - 1
+    return (latest_span >= 0) & (midpoints < stops[np.maximum(latest_span, 0)])
+
+
+def _trimmed(array: np.ndarray, sample_rate_hz: int, speech: np.ndarray, padding_ms: float) -> np.ndarray:
+    if not speech.any():
+        return array[:0]
+    frame_length = _frame_length(sample_rate_hz)
+    padding = int(padding_ms * sample_rate_hz / 1000)
+    speech_indices = np.flatnonzero(speech)
+    start = max(0, speech_indices[0] * frame_length - padding)
+    stop = min(array.size, (speech_indices[-1] + 1) * frame_length + padding)
+    return array[start:stop]
+
+
+def _dnsmos_overall(speech: np.ndarray, sample_rate_hz: int, dnsmos: DnsmosEstimator) -> float:
+    """Mean DNSMOS overall of up to ``DNSMOS_MAX_EXCERPTS`` excerpts spread evenly over mono ``[n]`` speech.
+
+    DNSMOS slides a 9 s window in 1 s hops, and doubles a short clip until it is 9 s long, so scoring
+    the whole upload would cost up to a window per second; one ``DNSMOS_EXCERPT_S`` excerpt is one window.
+    """
+    excerpt_length = int(DNSMOS_EXCERPT_S * sample_rate_hz)
+    if speech.size < excerpt_length:
+        speech = np.resize(speech, excerpt_length)  # repeats the clip, as DNSMOS itself would
+    excerpt_count = min(DNSMOS_MAX_EXCERPTS, speech.size // excerpt_length)
+    starts = np.linspace(0, speech.size - excerpt_length, excerpt_count).astype(int)
+    scores = [dnsmos.score(speech[start : start + excerpt_length], sample_rate_hz).overall for start in starts]
+    return float(np.mean(scores))
+
+
+def _detector_name(vad: SpeechDetector | None) -> str:
+    return vad.name if vad is not None else ENERGY_DETECTOR_NAME
+
+
 def _check_decode_duration(duration_s: float) -> None:
     if duration_s > MAX_DECODE_DURATION_S:
         raise AudioTooLongError(f"audio is {duration_s:.0f} s long; at most {MAX_DECODE_DURATION_S:.0f} s is decoded")
@@ -282,6 +380,7 @@ def _judge(
     clipping_ratio: float,
     peak_dbfs: float,
     speech_rms_dbfs: float,
+    dnsmos: float | None,
 ) -> tuple[list[str], list[str]]:
     reasons: list[str] = []
     suggestions: list[str] = []
@@ -303,6 +402,10 @@ def _judge(
     if snr_db < MIN_SNR_DB:
         reasons.append(f"too noisy: signal-to-noise ratio {snr_db:.0f} dB, at least {MIN_SNR_DB:.0f} dB is needed")
         suggestions.append("record in a quieter room, away from fans, traffic and other voices")
+    elif dnsmos is not None and dnsmos < MIN_INGEST_DNSMOS:
+        suggestions.append(
+            f"it sounds noisy or distant (DNSMOS {dnsmos:.1f} of 5): record in a quieter room, closer to the microphone"
+        )
     if speech_duration_s > 0 and speech_rms_dbfs < QUIET_RMS_DBFS:
         suggestions.append("speak up or move closer to the microphone")
     if speech_duration_s < RECOMMENDED_SPEECH_DURATION_S:

@@ -123,3 +123,12 @@ SCORING_SAMPLE_RATE_HZ = 16000  # Whisper and DNSMOS both listen at 16 kHz
 WHISPER_COMPUTE_TYPE = "int8"
 WHISPER_BEAM_SIZE = 1
 WHISPER_LANGUAGES = frozenset({"en"})  # the packaged model is tiny.en
+
+# Voice activity detection (silero-vad) and the ingest gate's DNSMOS
+VAD_SAMPLE_RATE_HZ = 16000  # silero-vad listens at 16 kHz in 32 ms windows
+VAD_SPEECH_PROBABILITY = 0.5  # a window more likely speech than this opens a speech stretch
+VAD_MIN_SPEECH_MS = 250  # shorter stretches are clicks and breaths
+VAD_MIN_SILENCE_MS = 100  # shorter pauses do not split a stretch
+DNSMOS_EXCERPT_S = 10.0  # DNSMOS hears 9 s windows; one excerpt this long is one window
+DNSMOS_MAX_EXCERPTS = 3  # spread over the speech, so a long upload costs no more to score than 30 s
+MIN_INGEST_DNSMOS = 2.5  # clean read speech scores 3.0-3.3; with 5 dB noise, about 1.8

@@ -111,3 +111,7 @@ class AuditChainError(ProcessorError):
 
 class InvalidAnomalyCheckError(ProcessorError):
     """An anomaly check was asked with a window or limit that means nothing (window not positive, limit negative)."""
+
+
+class SpeechDetectorUnavailableError(ProcessorError):
+    """The neural voice-activity detector (silero-vad) is not installed."""

@@ -38,6 +38,8 @@ class SampleAccepted(Event):
     speech_s: float
     snr_db: float
     clipping_ratio: float
+    dnsmos: float | None = Field(default=None, description="DNSMOS overall MOS of the speech, 1-5")
+    speech_detector: str = Field(default="energy", description="how speech was found: silero-vad or energy")
     original_sample_rate_hz: int
     original_channels: int
     suggestions: list[str] = []

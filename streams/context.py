@@ -25,10 +25,11 @@ class Limits:
     require_spoken_consent: bool = False
     # same speaker measures 0.92-0.96 on Resemblyzer, different speakers 0.44-0.71
     spoken_consent_min_similarity: float = 0.80
+    protected_voice_min_similarity: float = 0.80
 
 
 class VoiceModels:
-    """Speaker encoder, synthesis engine and quality scorer, each loaded once on first use."""
+    """Speaker encoder, synthesis engine, VAD and quality scorers, each loaded once on first use."""
 
     def __init__(self, base_voice: str = "espeak"):
         self.base_voice = base_voice
@@ -36,6 +37,8 @@ class VoiceModels:
         self._encoder = None
         self._engine = None
         self._scorer = None
+        self._vad = None
+        self._dnsmos = None
 
     @property
     def encoder(self):
@@ -56,16 +59,34 @@ class VoiceModels:
             return self._engine
 
     @property
+    def vad(self):
+        with self._lock:
+            if self._vad is None:
+                from processors.vad import SpeechDetector
+
+                self._vad = SpeechDetector()
+            return self._vad
+
+    @property
+    def dnsmos(self):
+        with self._lock:
+            if self._dnsmos is None:
+                from processors.scoring import DnsmosEstimator
+
+                self._dnsmos = DnsmosEstimator()
+            return self._dnsmos
+
+    @property
     def scorer(self):
         with self._lock:
             if self._scorer is None:
-                from processors.scoring import DnsmosEstimator, QualityScorer, WhisperTranscriber
+                from processors.scoring import QualityScorer, WhisperTranscriber
 
-                self._scorer = QualityScorer(self.encoder, WhisperTranscriber(), DnsmosEstimator())
+                self._scorer = QualityScorer(self.encoder, WhisperTranscriber(), self.dnsmos)
             return self._scorer
 
     def warm_up(self) -> None:
-        for model in (self.encoder, self.engine, self.scorer):
+        for model in (self.encoder, self.engine, self.scorer, self.vad):
             log.info("loaded %s", type(model).__name__)
 
 

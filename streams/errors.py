@@ -12,3 +12,7 @@ class TopicMissing(StreamError):
 
 class SynthesisRefused(StreamError):
     """A synthesis request is not allowed (consent, voice) or cannot be spoken."""
+
+
+class ProtectedVoiceRequested(SynthesisRefused):
+    """A request names a voice that is protected from cloning."""

@@ -12,7 +12,7 @@ from processors.errors import ProcessorError
 from processors.speaker import cosine_similarity
 from processors.voice_profile import build_profile
 from schemas.envelope import Event
-from schemas.events import AdaptationFailed, AdaptationRequested, VoiceReady
+from schemas.events import AdaptationFailed, AdaptationRequested, AnomalyDetected, VoiceReady
 from streams.context import StageContext
 from streams.errors import WaitingForPrerequisites
 from streams.handlers.common import claim_voice
@@ -71,6 +71,9 @@ async def _build(event: AdaptationRequested, context: StageContext, accepted, co
     mismatch = await _spoken_consent_mismatch(consent, profile, context)
     if mismatch:
         return await _fail(event, context, mismatch)
+    impersonation = await _protected_voice_alert(event, context, profile)
+    if impersonation:
+        return [impersonation, *await _fail(event, context, f"blocked: {impersonation.detail}")]
     sample_ids = [row["sample_id"] for row in accepted]
     version = await context.repos.profiles.save(
         voice_id=event.voice_id, adaptation_id=event.adaptation_id, sample_ids=sample_ids,
@@ -99,6 +102,17 @@ async def _spoken_consent_mismatch(consent, profile, context: StageContext) -> s
         return None
     return (f"the spoken consent statement is not by the sampled speaker "
             f"(voice similarity {similarity:.2f} < {threshold:.2f})")
+
+
+async def _protected_voice_alert(event: AdaptationRequested, context: StageContext, profile) -> Event | None:
+    """Samples that sound like a protected voice, uploaded under another voice id, are an impersonation attempt."""
+    closest = await context.repos.profiles.closest_protected_voice(embedding=profile.embedding,
+                                                                  other_than=event.voice_id)
+    if closest is None or closest[1] < context.limits.protected_voice_min_similarity:
+        return None
+    detail = f"the samples sound like protected voice {closest[0]!r} (similarity {closest[1]:.2f})"
+    return event.follow_up(AnomalyDetected, kind="protected_voice", severity="critical", detail=detail,
+                           action="blocked")
 
 
 async def _load_sample(context: StageContext, key: str) -> tuple[np.ndarray, int]:

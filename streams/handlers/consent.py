@@ -128,7 +128,7 @@ async def _spoken_statement(event: ConsentGranted, context: StageContext):
     if hashlib.sha256(data).hexdigest() != event.statement_audio_sha256:
         return ["the statement recording is not the one the owner signed (sha256 differs)"], None
     try:
-        prepared = await asyncio.to_thread(prepare_sample, data, ANALYSIS_SAMPLE_RATE_HZ)
+        prepared = await asyncio.to_thread(prepare_sample, data, ANALYSIS_SAMPLE_RATE_HZ, vad=context.models.vad)
         if not prepared.report.accepted:
             return [f"statement recording: {'; '.join(prepared.report.reasons)}"], None
         embedding = await asyncio.to_thread(context.models.encoder.embed, prepared.samples, prepared.sample_rate_hz)

@@ -25,7 +25,8 @@ async def ingest_sample(event: SampleUploaded, context: StageContext) -> list[Ev
     if len(data) > context.limits.max_upload_bytes:
         return await _reject(event, context, [f"file is {len(data)} bytes; the limit is {context.limits.max_upload_bytes}"])
     try:
-        prepared = await asyncio.to_thread(prepare_sample, data, ANALYSIS_SAMPLE_RATE_HZ)
+        prepared = await asyncio.to_thread(prepare_sample, data, ANALYSIS_SAMPLE_RATE_HZ,
+                                           vad=context.models.vad, dnsmos=context.models.dnsmos)
     except ProcessorError as error:
         return await _reject(event, context, [str(error)])
     report = prepared.report
@@ -40,8 +41,7 @@ async def _accept(event: SampleUploaded, context: StageContext, prepared) -> lis
     await context.store.put(
         normalised_key, encode_wav(prepared.samples, prepared.sample_rate_hz), content_type="audio/wav"
     )
-    quality = {"snr_db": report.snr_db, "clipping_ratio": report.clipping_ratio,
-               "original_duration_s": prepared.original_duration_s}
+    quality = {**report.to_dict(), "original_duration_s": prepared.original_duration_s}
     await context.repos.samples.record_decision(
         sample_id=event.sample_id, voice_id=event.voice_id, tenant_id=event.tenant_id,
         object_key=event.object_key, status="accepted", normalised_key=normalised_key,
@@ -55,6 +55,8 @@ async def _accept(event: SampleUploaded, context: StageContext, prepared) -> lis
         speech_s=round(report.speech_duration_s, 3),
         snr_db=round(report.snr_db, 2),
         clipping_ratio=round(report.clipping_ratio, 5),
+        dnsmos=None if report.dnsmos is None else round(report.dnsmos, 2),
+        speech_detector=report.vad,
         original_sample_rate_hz=prepared.original_rate_hz,
         original_channels=prepared.original_channels,
         suggestions=list(report.suggestions),

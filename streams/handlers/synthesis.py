@@ -29,7 +29,7 @@ from schemas.events import (
 )
 from streams.context import StageContext
 from streams.handlers.common import synthesis_key
-from streams.errors import SynthesisRefused
+from streams.errors import ProtectedVoiceRequested, SynthesisRefused
 from streams.handlers.consent import consent_document
 
 
@@ -47,6 +47,10 @@ async def accept_synthesis(event: SynthesisRequested, context: StageContext) -> 
         context.models.engine.check_language(event.language)
         chunks = chunk_text(event.text)
         profile, consents, version = await _resolve_voice(event, context)
+    except ProtectedVoiceRequested as refusal:
+        anomaly = event.follow_up(AnomalyDetected, kind="protected_voice", severity="critical", detail=str(refusal),
+                                  action="blocked")
+        return [anomaly, *await _fail(event, context, f"blocked: {refusal}")]
     except (SynthesisRefused, ProcessorError) as refusal:
         return await _fail(event, context, str(refusal))
     for consent_id in consents:
@@ -87,6 +91,8 @@ async def _consented_profile(event: SynthesisRequested, context: StageContext, v
     voice = await context.repos.voices.get_voice(voice_id=voice_id)
     if voice is None or voice["tenant_id"] != event.tenant_id:
         raise SynthesisRefused(f"unknown voice {voice_id!r}")
+    if voice["protected"]:
+        raise ProtectedVoiceRequested(f"voice {voice_id!r} is protected: it may not be cloned")
     consent = await context.repos.consents.current_for_voice(voice_id=voice_id, now=context.clock())
     if consent is None:
         raise SynthesisRefused(f"no verified, unexpired consent for voice {voice_id!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import timedelta
@@ -54,6 +55,16 @@ async def results(stack_settings, worker):
 async def dead_letters(stack_settings, worker):
     async with ResultWatcher(stack_settings.kafka_bootstrap, topics.DEAD_LETTER) as watcher:
         yield watcher
+
+
+async def eventually(read, done, *, timeout_s: float = 30.0):
+    """Poll `read()` until `done(value)`: stages behind the results topic (audit, anomalies) lag a little."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await read()
+        if done(value) or asyncio.get_running_loop().time() > deadline:
+            return value
+        await asyncio.sleep(0.5)
 
 
 def wav_of_real_speech(seconds: float, offset: int) -> bytes:
@@ -111,11 +122,12 @@ async def test_consenting_voice_is_cloned_watermarked_and_audited(session, resul
     assert stored and not [key for key in stored if "unmarked" in key]
     assert completed.speaker_similarity is not None and completed.word_error_rate is not None
 
-    await results.wait_until(lambda e: False, timeout_s=3)  # give the audit stage a moment to catch up
-    verification = await verify_audit_log(stack_settings)
-    assert verification.valid
-    journey = [e.record for e in await read_audit_log(stack_settings) if e.record["correlation_id"] == str(correlation)]
-    decisions = {(r["action"], r["decision"]) for r in journey}
+    async def journey_decisions():
+        return {(e.record["action"], e.record["decision"]) for e in await read_audit_log(stack_settings)
+                if e.record["correlation_id"] == str(correlation)}
+
+    decisions = await eventually(journey_decisions, lambda found: ("synthesis.completed", "completed") in found)
+    assert (await verify_audit_log(stack_settings)).valid
     assert {("sample.accepted", "accepted"), ("consent.verified", "accepted"), ("voice.ready", "completed"),
             ("synthesis.completed", "completed")} <= decisions
 
@@ -302,3 +314,28 @@ async def test_request_flood_is_blocked_as_an_anomaly(stack_settings, session, r
     )
 
     assert any("blocked" in f.reason for f in failures)
+
+
+async def test_a_protected_voice_is_never_cloned_even_under_another_name(stack_settings, session, results):
+    """Runs last: every voice above is the same real speaker, so protecting one would block the others."""
+    from infra.repositories import VoiceRepository
+    from streams.session import database
+
+    async with database(stack_settings) as pool:
+        assert await VoiceRepository(pool).set_protected(voice_id="alice", protected=True)
+        try:
+            direct = await synthesise(session, results, voice_id="alice", correlation=uuid.uuid4())
+            owner = Ed25519PrivateKey.generate()
+            impersonation = await adapt_with(session, results, "mallory", signed_consent(
+                owner, tenant_id=TENANT, voice_id="mallory", owner_id="mallory", purposes=["narration"],
+                languages=["en"], statement_text="These are totally my own recordings."))
+        finally:
+            await VoiceRepository(pool).set_protected(voice_id="alice", protected=False)
+        anomalies = await eventually(
+            lambda: pool.fetch("SELECT voice_id, action FROM anomalies WHERE kind = 'protected_voice'"),
+            lambda rows: len(rows) >= 2,
+        )
+
+    assert direct.type == "synthesis.failed" and "protected" in direct.reason
+    assert impersonation[0].type == "adaptation.failed" and "protected voice 'alice'" in impersonation[0].reason
+    assert {(a["voice_id"], a["action"]) for a in anomalies} >= {("alice", "blocked"), ("mallory", "blocked")}

@@ -16,8 +16,20 @@ from processors.audio import (
     trim_silence,
 )
 from processors.errors import AudioDecodeError, EmptyAudioError, InvalidAudioError
+from processors.scoring import DnsmosEstimator
+from processors.vad import SpeechDetector
 
 RATE_HZ = 16000
+
+
+@pytest.fixture(scope="module")
+def speech_detector():
+    return SpeechDetector()
+
+
+@pytest.fixture(scope="module")
+def dnsmos_estimator():
+    return DnsmosEstimator()
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +42,22 @@ def _encoded(samples, sample_rate_hz, file_format, subtype=None):
     buffer = io.BytesIO()
     sf.write(buffer, samples, sample_rate_hz, format=file_format, subtype=subtype)
     return buffer.getvalue()
+
+
+def _swelling_noise(colour):
+    """20 s of white or pink noise from a fan speeding up and slowing down: loud and quiet stretches like speech."""
+    rng = np.random.default_rng(7)
+    spectrum = np.fft.rfft(rng.standard_normal(20 * RATE_HZ))
+    if colour == "pink":
+        spectrum[1:] /= np.sqrt(np.arange(1, spectrum.size))
+    noise = np.fft.irfft(spectrum)
+    swell = 1 + 0.9 * np.sin(2 * np.pi * 0.7 * np.arange(noise.size) / RATE_HZ)
+    return (0.2 * noise / np.abs(noise).max() * swell).astype(np.float32)
+
+
+def _with_white_noise(speech, snr_db):
+    noise = np.random.default_rng(3).standard_normal(speech.size).astype(np.float32)
+    return speech + noise * np.sqrt(np.mean(speech**2) / 10 ** (snr_db / 10))
 
 
 def _ffmpeg_encoded(samples, sample_rate_hz, output_format, codec):
@@ -133,6 +161,8 @@ def test_quality_gate_accepts_real_speech(speech):
     assert report.speech_duration_s > 5.0
     assert report.snr_db > 30.0
     assert report.suggestions == ["add 23 s more speech for a more faithful voice"]
+    assert report.vad == "energy"
+    assert report.dnsmos is None
 
 
 def test_quality_gate_rejects_silence():
@@ -152,14 +182,7 @@ def test_quality_gate_rejects_a_fifth_of_a_second(speech):
 
 @pytest.mark.parametrize("colour", ["white", "pink"])
 def test_quality_gate_rejects_noise_without_a_voice(colour):
-    rng = np.random.default_rng(7)
-    spectrum = np.fft.rfft(rng.standard_normal(20 * RATE_HZ))
-    if colour == "pink":
-        spectrum[1:] /= np.sqrt(np.arange(1, spectrum.size))
-    noise = np.fft.irfft(spectrum)
-    # a fan speeding up and slowing down: loud and quiet stretches like speech and pauses
-    swell = 1 + 0.9 * np.sin(2 * np.pi * 0.7 * np.arange(noise.size) / RATE_HZ)
-    report = assess_quality((0.2 * noise / np.abs(noise).max() * swell).astype(np.float32), RATE_HZ)
+    report = assess_quality(_swelling_noise(colour), RATE_HZ)
 
     assert not report.accepted
     assert report.voiced_duration_s < 0.5
@@ -191,6 +214,65 @@ def test_twenty_minute_upload_is_rejected_with_a_reason(speech):
     assert not prepared.report.accepted
     assert prepared.original_duration_s == pytest.approx(1200.0)
     assert any("20.0 min" in reason for reason in prepared.report.reasons)
+
+
+def test_vad_gate_accepts_real_speech_and_names_its_detector(speech, speech_detector):
+    report = assess_quality(speech, RATE_HZ, vad=speech_detector)
+
+    assert report.accepted, report.reasons
+    assert 6.5 < report.speech_duration_s <= 8.0
+    assert report.snr_db > 30.0
+    assert report.vad == "silero-vad"
+
+
+@pytest.mark.parametrize("colour", ["white", "pink"])
+def test_vad_gate_hears_no_speech_in_noise(speech_detector, colour):
+    report = assess_quality(_swelling_noise(colour), RATE_HZ, vad=speech_detector)
+
+    assert not report.accepted
+    assert report.speech_duration_s < 0.3
+    assert any("of speech" in reason for reason in report.reasons)
+
+
+def test_vad_trims_a_knock_before_the_speech_that_the_energy_detector_keeps(speech, speech_detector):
+    times_s = np.arange(int(0.3 * RATE_HZ)) / RATE_HZ
+    knock = (0.5 * np.exp(-40 * times_s) * np.sin(2 * np.pi * 180 * times_s)).astype(np.float32)
+    pause = np.zeros(RATE_HZ, np.float32)
+    recording = np.concatenate([knock, pause, speech, pause])
+
+    by_vad = trim_silence(recording, RATE_HZ, vad=speech_detector)
+    by_energy = trim_silence(recording, RATE_HZ)
+
+    assert speech.size - 0.5 * RATE_HZ < by_vad.size < speech.size + 0.3 * RATE_HZ
+    assert by_energy.size > speech.size + RATE_HZ
+    assert trim_silence(pause, RATE_HZ, vad=speech_detector).size == 0
+
+
+def test_dnsmos_of_clean_speech_beats_the_same_speech_with_noise(speech, speech_detector, dnsmos_estimator):
+    clean = assess_quality(speech, RATE_HZ, vad=speech_detector, dnsmos=dnsmos_estimator)
+    noisy = assess_quality(_with_white_noise(speech, 5.0), RATE_HZ, vad=speech_detector, dnsmos=dnsmos_estimator)
+
+    assert clean.dnsmos > 2.8
+    assert noisy.dnsmos < clean.dnsmos - 0.5
+
+
+def test_low_dnsmos_is_advice_not_a_rejection(speech, speech_detector, dnsmos_estimator):
+    report = assess_quality(_with_white_noise(speech, 12.0), RATE_HZ, vad=speech_detector, dnsmos=dnsmos_estimator)
+
+    assert report.accepted, report.reasons
+    assert report.dnsmos < 2.5
+    assert any("DNSMOS" in suggestion and "quieter room" in suggestion for suggestion in report.suggestions)
+
+
+def test_prepared_sample_is_trimmed_by_the_vad_and_reports_both_models(speech, speech_detector, dnsmos_estimator):
+    padded = np.concatenate([np.zeros(RATE_HZ, np.float32), 0.1 * speech, np.zeros(RATE_HZ, np.float32)])
+
+    prepared = prepare_sample(encode_wav(padded, RATE_HZ), RATE_HZ, vad=speech_detector, dnsmos=dnsmos_estimator)
+
+    assert prepared.samples.size / RATE_HZ < 8.5
+    assert prepared.report.accepted, prepared.report.reasons
+    assert prepared.report.to_dict()["vad"] == "silero-vad"
+    assert prepared.report.to_dict()["dnsmos"] > 2.5
 
 
 def test_normalised_loudness_hits_the_target_without_exceeding_the_ceiling(speech):

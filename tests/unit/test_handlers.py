@@ -30,6 +30,7 @@ async def test_real_speech_is_accepted_normalised_and_wakes_a_waiting_adaptation
     accepted, resent = await ingest_sample(event, context)
 
     assert accepted.type == "sample.accepted" and accepted.speech_s > 4
+    assert accepted.speech_detector == "silero-vad" and accepted.dnsmos > 2.5
     normalised = decode_audio(store.objects[accepted.normalised_key])
     assert normalised.sample_rate_hz == 16000 and normalised.channels == 1
     assert resent.type == "adaptation.requested" and str(resent.adaptation_id) == waiting["adaptation_id"]
