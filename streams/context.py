@@ -29,61 +29,51 @@ class Limits:
 
 
 class VoiceModels:
-    """Speaker encoder, synthesis engine, VAD and quality scorers, each loaded once on first use."""
+    """Speaker encoder, synthesis engine, VAD and quality scorers, each loaded once on first use.
+
+    Imports happen on first use too: a unit test of one handler should not pay for every model.
+    """
 
     def __init__(self, base_voice: str = "espeak"):
         self.base_voice = base_voice
         self._lock = threading.RLock()
-        self._encoder = None
-        self._engine = None
-        self._scorer = None
-        self._vad = None
-        self._dnsmos = None
+        self._loaded: dict[str, object] = {}
+
+    def _once(self, name: str, load):
+        with self._lock:
+            if name not in self._loaded:
+                self._loaded[name] = load()
+            return self._loaded[name]
 
     @property
     def encoder(self):
-        with self._lock:
-            if self._encoder is None:
-                from processors.speaker import SpeakerEncoder
+        from processors.speaker import SpeakerEncoder
 
-                self._encoder = SpeakerEncoder()
-            return self._encoder
+        return self._once("encoder", SpeakerEncoder)
 
     @property
     def engine(self):
-        with self._lock:
-            if self._engine is None:
-                from processors.cloning import default_engine
+        from processors.cloning import default_engine
 
-                self._engine = default_engine(self.base_voice)
-            return self._engine
+        return self._once("engine", lambda: default_engine(self.base_voice))
 
     @property
     def vad(self):
-        with self._lock:
-            if self._vad is None:
-                from processors.vad import SpeechDetector
+        from processors.vad import SpeechDetector
 
-                self._vad = SpeechDetector()
-            return self._vad
+        return self._once("vad", SpeechDetector)
 
     @property
     def dnsmos(self):
-        with self._lock:
-            if self._dnsmos is None:
-                from processors.scoring import DnsmosEstimator
+        from processors.scoring import DnsmosEstimator
 
-                self._dnsmos = DnsmosEstimator()
-            return self._dnsmos
+        return self._once("dnsmos", DnsmosEstimator)
 
     @property
     def scorer(self):
-        with self._lock:
-            if self._scorer is None:
-                from processors.scoring import QualityScorer, WhisperTranscriber
+        from processors.scoring import QualityScorer, WhisperTranscriber
 
-                self._scorer = QualityScorer(self.encoder, WhisperTranscriber(), self.dnsmos)
-            return self._scorer
+        return self._once("scorer", lambda: QualityScorer(self.encoder, WhisperTranscriber(), self.dnsmos))
 
     def warm_up(self) -> None:
         for model in (self.encoder, self.engine, self.scorer, self.vad):
