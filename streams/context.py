@@ -6,6 +6,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Callable
 
 from infra.objectstore import ObjectStore
@@ -34,8 +35,9 @@ class VoiceModels:
     Imports happen on first use too: a unit test of one handler should not pay for every model.
     """
 
-    def __init__(self, base_voice: str = "espeak"):
+    def __init__(self, base_voice: str = "espeak", piper_voice: Path | None = None):
         self.base_voice = base_voice
+        self.piper_voice = piper_voice
         self._lock = threading.RLock()
         self._loaded: dict[str, object] = {}
 
@@ -55,7 +57,7 @@ class VoiceModels:
     def engine(self):
         from processors.cloning import default_engine
 
-        return self._once("engine", lambda: default_engine(self.base_voice))
+        return self._once("engine", lambda: default_engine(self.base_voice, self.piper_voice))
 
     @property
     def vad(self):

@@ -78,7 +78,7 @@ class VoxflowWorker:
             repos=Repositories.over(self._pool, audit_key=settings.audit_key()),
             store=await open_object_store(settings),
             watermark_key=settings.watermark_key(),
-            models=VoiceModels(settings.base_voice),
+            models=VoiceModels(settings.base_voice, settings.piper_voice),
             limits=Limits(synthesis_rate_limit=settings.synthesis_rate_limit,
                           synthesis_rate_window_s=settings.synthesis_rate_window_s,
                           consent_failure_limit=settings.consent_failure_limit,
