@@ -35,6 +35,27 @@ def english_reference_speech() -> tuple[np.ndarray, int]:
 
 
 @pytest.fixture(scope="session")
+def english_speech_8s(english_reference_speech: tuple[np.ndarray, int]) -> np.ndarray:
+    """The first 8 s of the English reference, at its 16 kHz rate."""
+    samples, sample_rate_hz = english_reference_speech
+    return samples[: 8 * sample_rate_hz]
+
+
+@pytest.fixture(scope="session")
+def speech_detector():
+    from processors.vad import SpeechDetector
+
+    return SpeechDetector()
+
+
+@pytest.fixture(scope="session")
+def dnsmos_estimator():
+    from processors.scoring import DnsmosEstimator
+
+    return DnsmosEstimator()
+
+
+@pytest.fixture(scope="session")
 def english_heldout_speech() -> tuple[np.ndarray, int]:
     """12 s of the same voice saying other prompts than the reference speech."""
     return heldout_utterance(12.0)

@@ -16,26 +16,8 @@ from processors.audio import (
     trim_silence,
 )
 from processors.errors import AudioDecodeError, EmptyAudioError, InvalidAudioError
-from processors.scoring import DnsmosEstimator
-from processors.vad import SpeechDetector
 
 RATE_HZ = 16000
-
-
-@pytest.fixture(scope="module")
-def speech_detector():
-    return SpeechDetector()
-
-
-@pytest.fixture(scope="module")
-def dnsmos_estimator():
-    return DnsmosEstimator()
-
-
-@pytest.fixture(scope="module")
-def speech(english_reference_speech):
-    samples, sample_rate_hz = english_reference_speech
-    return samples[: 8 * sample_rate_hz]
 
 
 def _encoded(samples, sample_rate_hz, file_format, subtype=None):
@@ -55,9 +37,9 @@ def _swelling_noise(colour):
     return (0.2 * noise / np.abs(noise).max() * swell).astype(np.float32)
 
 
-def _with_white_noise(speech, snr_db):
-    noise = np.random.default_rng(3).standard_normal(speech.size).astype(np.float32)
-    return speech + noise * np.sqrt(np.mean(speech**2) / 10 ** (snr_db / 10))
+def _with_white_noise(english_speech_8s, snr_db):
+    noise = np.random.default_rng(3).standard_normal(english_speech_8s.size).astype(np.float32)
+    return english_speech_8s + noise * np.sqrt(np.mean(english_speech_8s**2) / 10 ** (snr_db / 10))
 
 
 def _ffmpeg_encoded(samples, sample_rate_hz, output_format, codec):
@@ -76,23 +58,23 @@ def _ffmpeg_encoded(samples, sample_rate_hz, output_format, codec):
         ("MP3", "MPEG_LAYER_III", None),
     ],
 )
-def test_decodes_real_speech_from_common_formats(speech, file_format, subtype, tolerance):
-    decoded = decode_audio(_encoded(speech, RATE_HZ, file_format, subtype))
+def test_decodes_real_speech_from_common_formats(english_speech_8s, file_format, subtype, tolerance):
+    decoded = decode_audio(_encoded(english_speech_8s, RATE_HZ, file_format, subtype))
 
     assert decoded.sample_rate_hz == RATE_HZ
     assert decoded.channels == 1
     assert decoded.samples.dtype == np.float32
     assert decoded.duration_s == pytest.approx(8.0, abs=0.1)
     if tolerance is not None:
-        assert np.max(np.abs(decoded.samples[0] - speech)) < tolerance
+        assert np.max(np.abs(decoded.samples[0] - english_speech_8s)) < tolerance
 
 
-def test_decodes_m4a_through_ffmpeg_even_with_its_index_at_the_end(speech, tmp_path):
+def test_decodes_m4a_through_ffmpeg_even_with_its_index_at_the_end(english_speech_8s, tmp_path):
     # ffmpeg writes the mp4 index after the audio unless told otherwise, so decoding must seek.
     m4a_path = tmp_path / "speech.m4a"
     subprocess.run(
         ["ffmpeg", "-nostdin", "-v", "error", "-f", "wav", "-i", "pipe:0", "-c:a", "aac", str(m4a_path)],
-        input=encode_wav(speech, RATE_HZ),
+        input=encode_wav(english_speech_8s, RATE_HZ),
         check=True,
     )
 
@@ -102,8 +84,8 @@ def test_decodes_m4a_through_ffmpeg_even_with_its_index_at_the_end(speech, tmp_p
     assert decoded.duration_s == pytest.approx(8.0, abs=0.1)
 
 
-def test_decodes_a_browser_recording_in_webm_opus(speech):
-    decoded = decode_audio(_ffmpeg_encoded(speech, RATE_HZ, "webm", "libopus"))
+def test_decodes_a_browser_recording_in_webm_opus(english_speech_8s):
+    decoded = decode_audio(_ffmpeg_encoded(english_speech_8s, RATE_HZ, "webm", "libopus"))
 
     assert decoded.sample_rate_hz == 48000
     assert decoded.duration_s == pytest.approx(8.0, abs=0.1)
@@ -120,8 +102,8 @@ def test_garbage_bytes_are_a_named_error(garbage):
         decode_audio(garbage)
 
 
-def test_stereo_44k_upload_becomes_mono_16k_speech(speech):
-    stereo_44k = resample(np.stack([speech, 0.5 * speech]), RATE_HZ, 44100)
+def test_stereo_44k_upload_becomes_mono_16k_speech(english_speech_8s):
+    stereo_44k = resample(np.stack([english_speech_8s, 0.5 * english_speech_8s]), RATE_HZ, 44100)
 
     prepared = prepare_sample(_encoded(stereo_44k.T, 44100, "WAV", "PCM_16"))
 
@@ -133,8 +115,8 @@ def test_stereo_44k_upload_becomes_mono_16k_speech(speech):
     assert prepared.report.accepted
 
 
-def test_8k_telephone_upload_is_resampled_to_16k(speech):
-    narrowband = resample(speech, RATE_HZ, 8000)
+def test_8k_telephone_upload_is_resampled_to_16k(english_speech_8s):
+    narrowband = resample(english_speech_8s, RATE_HZ, 8000)
 
     prepared = prepare_sample(encode_wav(narrowband, 8000))
 
@@ -144,8 +126,8 @@ def test_8k_telephone_upload_is_resampled_to_16k(speech):
     assert prepared.report.accepted
 
 
-def test_prepared_sample_is_trimmed_and_at_the_standard_level(speech):
-    padded = np.concatenate([np.zeros(RATE_HZ, np.float32), 0.1 * speech, np.zeros(RATE_HZ, np.float32)])
+def test_prepared_sample_is_trimmed_and_at_the_standard_level(english_speech_8s):
+    padded = np.concatenate([np.zeros(RATE_HZ, np.float32), 0.1 * english_speech_8s, np.zeros(RATE_HZ, np.float32)])
 
     prepared = prepare_sample(encode_wav(padded, RATE_HZ))
 
@@ -153,8 +135,8 @@ def test_prepared_sample_is_trimmed_and_at_the_standard_level(speech):
     assert 20 * np.log10(np.sqrt(np.mean(prepared.samples**2))) == pytest.approx(-23.0, abs=1.0)
 
 
-def test_quality_gate_accepts_real_speech(speech):
-    report = assess_quality(speech, RATE_HZ)
+def test_quality_gate_accepts_real_speech(english_speech_8s):
+    report = assess_quality(english_speech_8s, RATE_HZ)
 
     assert report.accepted, report.reasons
     assert report.reasons == []
@@ -173,8 +155,8 @@ def test_quality_gate_rejects_silence():
     assert "microphone" in report.suggestions[0]
 
 
-def test_quality_gate_rejects_a_fifth_of_a_second(speech):
-    report = assess_quality(speech[: RATE_HZ // 5], RATE_HZ)
+def test_quality_gate_rejects_a_fifth_of_a_second(english_speech_8s):
+    report = assess_quality(english_speech_8s[: RATE_HZ // 5], RATE_HZ)
 
     assert not report.accepted
     assert any("of speech" in reason for reason in report.reasons)
@@ -188,26 +170,26 @@ def test_quality_gate_rejects_noise_without_a_voice(colour):
     assert report.voiced_duration_s < 0.5
 
 
-def test_quality_gate_rejects_speech_drowned_in_noise(speech):
-    noise = np.random.default_rng(3).standard_normal(speech.size).astype(np.float32) * np.sqrt(np.mean(speech**2))
+def test_quality_gate_rejects_speech_drowned_in_noise(english_speech_8s):
+    noise = np.random.default_rng(3).standard_normal(english_speech_8s.size).astype(np.float32) * np.sqrt(np.mean(english_speech_8s**2))
 
-    report = assess_quality(speech + noise, RATE_HZ)
+    report = assess_quality(english_speech_8s + noise, RATE_HZ)
 
     assert not report.accepted
     assert report.snr_db < 10
     assert any("quieter room" in suggestion for suggestion in report.suggestions)
 
 
-def test_quality_gate_rejects_clipped_speech(speech):
-    report = assess_quality(np.clip(speech * 10, -1.0, 1.0), RATE_HZ)
+def test_quality_gate_rejects_clipped_speech(english_speech_8s):
+    report = assess_quality(np.clip(english_speech_8s * 10, -1.0, 1.0), RATE_HZ)
 
     assert not report.accepted
     assert report.clipping_ratio > 0.01
     assert any("clipped" in reason for reason in report.reasons)
 
 
-def test_twenty_minute_upload_is_rejected_with_a_reason(speech):
-    twenty_minutes_8k = np.tile(resample(speech, RATE_HZ, 8000), 150)
+def test_twenty_minute_upload_is_rejected_with_a_reason(english_speech_8s):
+    twenty_minutes_8k = np.tile(resample(english_speech_8s, RATE_HZ, 8000), 150)
 
     prepared = prepare_sample(encode_wav(twenty_minutes_8k, 8000))
 
@@ -216,8 +198,8 @@ def test_twenty_minute_upload_is_rejected_with_a_reason(speech):
     assert any("20.0 min" in reason for reason in prepared.report.reasons)
 
 
-def test_vad_gate_accepts_real_speech_and_names_its_detector(speech, speech_detector):
-    report = assess_quality(speech, RATE_HZ, vad=speech_detector)
+def test_vad_gate_accepts_real_speech_and_names_its_detector(english_speech_8s, speech_detector):
+    report = assess_quality(english_speech_8s, RATE_HZ, vad=speech_detector)
 
     assert report.accepted, report.reasons
     assert 6.5 < report.speech_duration_s <= 8.0
@@ -234,38 +216,38 @@ def test_vad_gate_hears_no_speech_in_noise(speech_detector, colour):
     assert any("of speech" in reason for reason in report.reasons)
 
 
-def test_vad_trims_a_knock_before_the_speech_that_the_energy_detector_keeps(speech, speech_detector):
+def test_vad_trims_a_knock_before_the_speech_that_the_energy_detector_keeps(english_speech_8s, speech_detector):
     times_s = np.arange(int(0.3 * RATE_HZ)) / RATE_HZ
     knock = (0.5 * np.exp(-40 * times_s) * np.sin(2 * np.pi * 180 * times_s)).astype(np.float32)
     pause = np.zeros(RATE_HZ, np.float32)
-    recording = np.concatenate([knock, pause, speech, pause])
+    recording = np.concatenate([knock, pause, english_speech_8s, pause])
 
     by_vad = trim_silence(recording, RATE_HZ, vad=speech_detector)
     by_energy = trim_silence(recording, RATE_HZ)
 
-    assert speech.size - 0.5 * RATE_HZ < by_vad.size < speech.size + 0.3 * RATE_HZ
-    assert by_energy.size > speech.size + RATE_HZ
+    assert english_speech_8s.size - 0.5 * RATE_HZ < by_vad.size < english_speech_8s.size + 0.3 * RATE_HZ
+    assert by_energy.size > english_speech_8s.size + RATE_HZ
     assert trim_silence(pause, RATE_HZ, vad=speech_detector).size == 0
 
 
-def test_dnsmos_of_clean_speech_beats_the_same_speech_with_noise(speech, speech_detector, dnsmos_estimator):
-    clean = assess_quality(speech, RATE_HZ, vad=speech_detector, dnsmos=dnsmos_estimator)
-    noisy = assess_quality(_with_white_noise(speech, 5.0), RATE_HZ, vad=speech_detector, dnsmos=dnsmos_estimator)
+def test_dnsmos_of_clean_speech_beats_the_same_speech_with_noise(english_speech_8s, speech_detector, dnsmos_estimator):
+    clean = assess_quality(english_speech_8s, RATE_HZ, vad=speech_detector, dnsmos=dnsmos_estimator)
+    noisy = assess_quality(_with_white_noise(english_speech_8s, 5.0), RATE_HZ, vad=speech_detector, dnsmos=dnsmos_estimator)
 
     assert clean.dnsmos > 2.8
     assert noisy.dnsmos < clean.dnsmos - 0.5
 
 
-def test_low_dnsmos_is_advice_not_a_rejection(speech, speech_detector, dnsmos_estimator):
-    report = assess_quality(_with_white_noise(speech, 12.0), RATE_HZ, vad=speech_detector, dnsmos=dnsmos_estimator)
+def test_low_dnsmos_is_advice_not_a_rejection(english_speech_8s, speech_detector, dnsmos_estimator):
+    report = assess_quality(_with_white_noise(english_speech_8s, 12.0), RATE_HZ, vad=speech_detector, dnsmos=dnsmos_estimator)
 
     assert report.accepted, report.reasons
     assert report.dnsmos < 2.5
     assert any("DNSMOS" in suggestion and "quieter room" in suggestion for suggestion in report.suggestions)
 
 
-def test_prepared_sample_is_trimmed_by_the_vad_and_reports_both_models(speech, speech_detector, dnsmos_estimator):
-    padded = np.concatenate([np.zeros(RATE_HZ, np.float32), 0.1 * speech, np.zeros(RATE_HZ, np.float32)])
+def test_prepared_sample_is_trimmed_by_the_vad_and_reports_both_models(english_speech_8s, speech_detector, dnsmos_estimator):
+    padded = np.concatenate([np.zeros(RATE_HZ, np.float32), 0.1 * english_speech_8s, np.zeros(RATE_HZ, np.float32)])
 
     prepared = prepare_sample(encode_wav(padded, RATE_HZ), RATE_HZ, vad=speech_detector, dnsmos=dnsmos_estimator)
 
@@ -275,28 +257,28 @@ def test_prepared_sample_is_trimmed_by_the_vad_and_reports_both_models(speech, s
     assert prepared.report.to_dict()["dnsmos"] > 2.5
 
 
-def test_normalised_loudness_hits_the_target_without_exceeding_the_ceiling(speech):
-    louder = normalise_loudness(0.01 * speech, target_rms_dbfs=-20.0, peak_ceiling_dbfs=-1.0)
-    limited = normalise_loudness(speech, target_rms_dbfs=-3.0, peak_ceiling_dbfs=-1.0)
+def test_normalised_loudness_hits_the_target_without_exceeding_the_ceiling(english_speech_8s):
+    louder = normalise_loudness(0.01 * english_speech_8s, target_rms_dbfs=-20.0, peak_ceiling_dbfs=-1.0)
+    limited = normalise_loudness(english_speech_8s, target_rms_dbfs=-3.0, peak_ceiling_dbfs=-1.0)
 
     assert 20 * np.log10(np.sqrt(np.mean(louder**2))) == pytest.approx(-20.0, abs=0.01)
     assert np.max(np.abs(limited)) == pytest.approx(10 ** (-1 / 20), rel=1e-4)
     assert np.array_equal(normalise_loudness(np.zeros(100, np.float32)), np.zeros(100, np.float32))
 
 
-def test_trim_silence_keeps_speech_and_a_little_padding(speech):
-    padded = np.concatenate([np.zeros(2 * RATE_HZ, np.float32), speech, np.zeros(2 * RATE_HZ, np.float32)])
+def test_trim_silence_keeps_speech_and_a_little_padding(english_speech_8s):
+    padded = np.concatenate([np.zeros(2 * RATE_HZ, np.float32), english_speech_8s, np.zeros(2 * RATE_HZ, np.float32)])
 
     trimmed = trim_silence(padded, RATE_HZ)
 
-    assert speech.size - 0.5 * RATE_HZ < trimmed.size < speech.size + 0.3 * RATE_HZ
+    assert english_speech_8s.size - 0.5 * RATE_HZ < trimmed.size < english_speech_8s.size + 0.3 * RATE_HZ
     assert trim_silence(np.zeros(RATE_HZ, np.float32), RATE_HZ).size == 0
 
 
-def test_wav_encoding_round_trips(speech):
-    decoded = decode_audio(encode_wav(speech, RATE_HZ))
+def test_wav_encoding_round_trips(english_speech_8s):
+    decoded = decode_audio(encode_wav(english_speech_8s, RATE_HZ))
 
-    assert np.max(np.abs(decoded.samples[0] - speech)) <= 1 / 32768 + 1e-6
+    assert np.max(np.abs(decoded.samples[0] - english_speech_8s)) <= 1 / 32768 + 1e-6
 
 
 def test_resampling_keeps_the_pitch_of_a_tone():
@@ -323,6 +305,6 @@ def test_unusable_arrays_are_a_named_error(bad_audio):
         assess_quality(bad_audio, RATE_HZ)
 
 
-def test_a_sample_rate_of_zero_is_a_named_error(speech):
+def test_a_sample_rate_of_zero_is_a_named_error(english_speech_8s):
     with pytest.raises(InvalidAudioError):
-        resample(speech, 0, RATE_HZ)
+        resample(english_speech_8s, 0, RATE_HZ)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from processors.errors import InvalidTextError, UnsupportedLanguageError
-from processors.scoring import DnsmosEstimator, QualityScorer, WhisperTranscriber, normalise_words, word_error_rate
+from processors.scoring import QualityScorer, WhisperTranscriber, normalise_words, word_error_rate
 
 HELDOUT_FIRST_PROMPT_S = 6.0
 DNSMOS_WINDOW_S = 9.5  # one DNSMOS window: the model scores 9 s at a time
@@ -11,11 +11,6 @@ DNSMOS_WINDOW_S = 9.5  # one DNSMOS window: the model scores 9 s at a time
 @pytest.fixture(scope="module")
 def transcriber():
     return WhisperTranscriber()
-
-
-@pytest.fixture(scope="module")
-def dnsmos():
-    return DnsmosEstimator()
 
 
 def test_identical_words_score_zero_whatever_the_case_and_punctuation():
@@ -49,13 +44,13 @@ def test_whisper_refuses_a_language_it_has_no_model_for(transcriber, english_hel
         transcriber.transcribe(*english_heldout_speech, language="ml")
 
 
-def test_dnsmos_rates_clean_speech_above_the_same_speech_in_noise(dnsmos, english_heldout_speech):
+def test_dnsmos_rates_clean_speech_above_the_same_speech_in_noise(dnsmos_estimator, english_heldout_speech):
     speech, sample_rate_hz = english_heldout_speech
     samples = speech[: int(DNSMOS_WINDOW_S * sample_rate_hz)]
     noisy = samples + np.random.default_rng(0).normal(0, 0.05, samples.size).astype(np.float32)
 
-    clean_score = dnsmos.score(samples, sample_rate_hz)
-    noisy_score = dnsmos.score(np.clip(noisy, -1, 1), sample_rate_hz)
+    clean_score = dnsmos_estimator.score(samples, sample_rate_hz)
+    noisy_score = dnsmos_estimator.score(np.clip(noisy, -1, 1), sample_rate_hz)
 
     assert clean_score.overall > noisy_score.overall + 0.5
     assert noisy_score.background < clean_score.background

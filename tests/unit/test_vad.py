@@ -10,17 +10,6 @@ from processors.vad import SpeechDetector
 RATE_HZ = 16000
 
 
-@pytest.fixture(scope="module")
-def speech_detector():
-    return SpeechDetector()
-
-
-@pytest.fixture(scope="module")
-def speech(english_reference_speech):
-    samples, sample_rate_hz = english_reference_speech
-    return samples[: 8 * sample_rate_hz]
-
-
 def _speech_seconds(spans, sample_rate_hz):
     return sum(span.stop - span.start for span in spans) / sample_rate_hz
 
@@ -36,11 +25,11 @@ def _swelling_noise(colour, seconds):
     return (0.2 * noise / np.abs(noise).max() * swell).astype(np.float32)
 
 
-def test_finds_most_of_real_read_speech(speech_detector, speech, czech_male_speech):
+def test_finds_most_of_real_read_speech(speech_detector, english_speech_8s, czech_male_speech):
     czech, czech_rate_hz = czech_male_speech
     czech_spans = speech_detector.speech_spans(czech, czech_rate_hz)
 
-    assert _speech_seconds(speech_detector.speech_spans(speech, RATE_HZ), RATE_HZ) > 6.5
+    assert _speech_seconds(speech_detector.speech_spans(english_speech_8s, RATE_HZ), RATE_HZ) > 6.5
     assert _speech_seconds(czech_spans, czech_rate_hz) > 0.6 * czech.size / czech_rate_hz
 
 
@@ -57,9 +46,9 @@ def test_hears_no_speech_in_silence_or_faint_hiss(speech_detector):
     assert speech_detector.speech_spans(np.zeros(0, np.float32), RATE_HZ) == []
 
 
-def test_spans_are_sample_indices_at_the_callers_rate(speech_detector, speech):
-    at_16k = speech_detector.speech_spans(speech, RATE_HZ)
-    at_44k = speech_detector.speech_spans(resample(speech, RATE_HZ, 44100), 44100)
+def test_spans_are_sample_indices_at_the_callers_rate(speech_detector, english_speech_8s):
+    at_16k = speech_detector.speech_spans(english_speech_8s, RATE_HZ)
+    at_44k = speech_detector.speech_spans(resample(english_speech_8s, RATE_HZ, 44100), 44100)
 
     assert len(at_44k) == len(at_16k)
     starts_16k = np.array([span.start for span in at_16k]) / RATE_HZ
