@@ -114,13 +114,12 @@ async def _settled_audit(settings: Settings, *, timeout_s: float = 30.0):
     """The audit stage runs behind the others: wait until its log stops growing, then verify it."""
     deadline = time.monotonic() + timeout_s
     previous = -1
-    while True:
-        async with database(settings) as pool:
-            count = await pool.fetchval("SELECT count(*) FROM audit_log")
-        if count == previous or time.monotonic() > deadline:
-            return await verify_audit_log(settings)
-        previous = count
-        await asyncio.sleep(2.0)
+    async with database(settings) as pool:
+        while (count := await pool.fetchval("SELECT count(*) FROM audit_log")) != previous \
+                and time.monotonic() < deadline:
+            previous = count
+            await asyncio.sleep(2.0)
+    return await verify_audit_log(settings)
 
 
 def _summary(settings, voice_id, ready, outcomes, completed, outputs, audit, first_chunks) -> dict:

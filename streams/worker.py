@@ -9,14 +9,14 @@ import signal
 import faust
 
 from infra.db import apply_migrations, create_pool
-from infra.kafka import KafkaProducer
+from infra.kafka import KafkaProducer, ensure_topics
 from infra.objectstore import open_object_store
 from infra.repositories import Repositories
 from infra.settings import Settings
 from streams.context import Limits, StageContext, VoiceModels
 from streams.processing import MessageLocation, StageProcessor
 from streams.publisher import EventPublisher
-from streams.session import prepare_stack
+from streams.topics import ALL_TOPICS
 from streams.stages import STAGES, Stage
 
 log = logging.getLogger("voxflow.worker")
@@ -69,7 +69,8 @@ class VoxflowWorker:
 
     async def __aenter__(self) -> "VoxflowWorker":
         settings = self.settings
-        await prepare_stack(settings)
+        await ensure_topics(settings.kafka_bootstrap, ALL_TOPICS, partitions=settings.topic_partitions,
+                            replication=settings.topic_replication)
         self._pool = await create_pool(settings.postgres_dsn, max_size=8)
         await apply_migrations(self._pool)
         self._producer = KafkaProducer(settings.kafka_bootstrap)

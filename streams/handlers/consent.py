@@ -87,9 +87,10 @@ async def grant_consent(event: ConsentGranted, context: StageContext) -> list[Ev
 
 
 def _decode_or_empty(value: str) -> bytes:
+    """What a rejected consent stores when a field was not even base64."""
     try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
+        return _decode_base64(value, "field")
+    except ConsentSignatureError:
         return b""
 
 

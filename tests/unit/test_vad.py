@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from processors.audio import resample
-from processors.vad import SpeechDetector
 
 RATE_HZ = 16000
 
