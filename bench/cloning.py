@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import pyworld
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -86,7 +85,6 @@ class Scorers:
 
 def main() -> None:
     arguments = _parse_arguments()
-    torch.set_num_threads(1)
     speakers = load_speakers()
     scorers = Scorers(SpeakerEncoder(), WhisperTranscriber(cpu_threads=1), DnsmosEstimator())
     base_voice = default_base_voice(arguments.engine)

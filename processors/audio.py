@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio.functional
+import soxr
 
 from processors.constants import (
     ANALYSIS_SAMPLE_RATE_HZ,
@@ -140,14 +139,23 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
 
 
 def resample(samples: np.ndarray, orig_rate_hz: int, target_rate_hz: int) -> np.ndarray:
-    """Band-limited resampling along the last axis; shape ``[..., n]`` becomes ``[..., n']``."""
+    """Band-limited resampling along the last axis; shape ``[..., n]`` becomes ``[..., ceil(n * target / orig)]``.
+
+    soxr rather than torchaudio: torchaudio pulls the CUDA build of torch (~600 MB resident) into
+    every worker that only needs a resampler.
+    """
     array = _checked(samples)
     _check_rate(orig_rate_hz)
     _check_rate(target_rate_hz)
     if orig_rate_hz == target_rate_hz:
         return array
-    resampled = torchaudio.functional.resample(torch.from_numpy(array), orig_rate_hz, target_rate_hz)
-    return resampled.numpy().astype(np.float32, copy=False)
+    length = -(-array.shape[-1] * target_rate_hz // orig_rate_hz)
+    # soxr rounds its output length down where torchaudio rounds up; the trailing zeros let it
+    # produce that last sample (zeros past the end are what it assumes anyway, so nothing else moves)
+    padded = np.pad(array, [(0, 0)] * (array.ndim - 1) + [(0, -(-orig_rate_hz // target_rate_hz) + 1)])
+    frames_by_channel = padded.reshape(-1, padded.shape[-1]).T
+    resampled = soxr.resample(frames_by_channel, orig_rate_hz, target_rate_hz, quality="HQ")[:length]
+    return np.ascontiguousarray(resampled.T.reshape(*array.shape[:-1], length), dtype=np.float32)
 
 
 def normalise_loudness(

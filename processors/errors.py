@@ -115,3 +115,7 @@ class InvalidAnomalyCheckError(ProcessorError):
 
 class SpeechDetectorUnavailableError(ProcessorError):
     """The neural voice-activity detector (silero-vad) is not installed."""
+
+
+class SpeakerModelError(ProcessorError):
+    """The speaker encoder's weights are missing or not the checkpoint it expects."""

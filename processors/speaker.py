@@ -1,14 +1,10 @@
-"""Speaker embeddings: who is speaking, as a 256-d unit vector (Resemblyzer's GE2E encoder)."""
+"""Speaker embeddings: who is speaking, as a 256-d unit vector (Resemblyzer's GE2E encoder, run in numpy)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import numpy as np
-import torch
-from resemblyzer import VoiceEncoder, preprocess_wav
-from resemblyzer.audio import wav_to_mel_spectrogram
 
 from processors.audio import resample, to_mono
 from processors.constants import (
@@ -19,13 +15,17 @@ from processors.constants import (
     SILENT_PEAK_DBFS,
 )
 from processors.errors import InvalidAudioError, InvalidEmbeddingError, SpeechTooShortError
+from processors.ge2e import Ge2eEncoder, compute_partial_slices, preprocess_wav, wav_to_mel_spectrogram
 
 
 class SpeakerEncoder:
-    """Resemblyzer's voice encoder on CPU: its weights (shipped in the wheel) load once per instance."""
+    """Resemblyzer's voice encoder on CPU: its weights (shipped in the wheel) load once per instance.
+
+    Raises ``SpeakerModelError`` when those weights are missing or unreadable.
+    """
 
     def __init__(self) -> None:
-        self._model = VoiceEncoder(device="cpu", verbose=False)
+        self._model = Ge2eEncoder()
 
     def embed(self, samples: np.ndarray, sample_rate_hz: int) -> np.ndarray:
         """L2-normalised float32 ``(256,)`` embedding of mono ``[n]`` speech at any sample rate.
@@ -40,8 +40,7 @@ class SpeakerEncoder:
         if len(clips) == 0:
             raise InvalidAudioError("no clips to embed")
         partial_mels = [self._partial_mels(clip, sample_rate_hz) for clip in clips]
-        with torch.inference_mode(), _single_intra_op_thread():
-            partial_embeddings = self._model(torch.from_numpy(np.concatenate(partial_mels))).numpy()
+        partial_embeddings = self._model(np.concatenate(partial_mels))
         boundaries = np.cumsum([len(mels) for mels in partial_mels])[:-1]
         means = np.stack([group.mean(axis=0) for group in np.split(partial_embeddings, boundaries)])
         return (means / np.linalg.norm(means, axis=1, keepdims=True)).astype(np.float32)
@@ -57,27 +56,12 @@ class SpeakerEncoder:
                 f"{speech.size / ANALYSIS_SAMPLE_RATE_HZ:.2f} s of speech after removing silence; "
                 f"a speaker embedding needs at least {MIN_EMBEDDING_SPEECH_S} s"
             )
-        wav_slices, mel_slices = self._model.compute_partial_slices(
+        wav_slices, mel_slices = compute_partial_slices(
             speech.size, EMBEDDING_PARTIALS_PER_S, EMBEDDING_MIN_PARTIAL_COVERAGE
         )
         padded = np.pad(speech, (0, max(0, wav_slices[-1].stop - speech.size)))
         mel = wav_to_mel_spectrogram(padded)
         return np.stack([mel[mel_slice] for mel_slice in mel_slices])
-
-
-@contextmanager
-def _single_intra_op_thread() -> Iterator[None]:
-    """Run the LSTM on one thread, then give torch its thread count back.
-
-    On a small, shared CPU the LSTM's intra-op threads spin against each other and against other
-    work: one thread was 10-50x faster than two for these short batches.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,5 +1,6 @@
 import io
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -289,6 +290,41 @@ def test_resampling_keeps_the_pitch_of_a_tone():
     spectrum = np.abs(np.fft.rfft(upsampled))
     assert upsampled.size == 24000
     assert np.argmax(spectrum) * 24000 / upsampled.size == pytest.approx(440, abs=1)
+
+
+@pytest.mark.parametrize(("sample_count", "target_rate_hz"), [(1, 8000), (511, 44100), (12345, 22050), (16000, 48000)])
+def test_resampled_length_rounds_up_like_torchaudio_did(sample_count, target_rate_hz):
+    samples = np.random.default_rng(0).uniform(-0.5, 0.5, sample_count).astype(np.float32)
+
+    resampled = resample(samples, RATE_HZ, target_rate_hz)
+
+    assert resampled.dtype == np.float32
+    assert resampled.size == -(-sample_count * target_rate_hz // RATE_HZ)
+
+
+def test_resampling_treats_each_channel_alone(english_speech_8s):
+    stereo = np.stack([english_speech_8s, -0.5 * english_speech_8s])
+
+    resampled = resample(stereo, RATE_HZ, 44100)
+
+    assert resampled.shape == (2, 8 * 44100)
+    assert np.array_equal(resampled[0], resample(english_speech_8s, RATE_HZ, 44100))
+    assert np.allclose(resampled[1], -0.5 * resampled[0], atol=1e-6)
+
+
+def test_resampling_there_and_back_keeps_speech(english_speech_8s):
+    round_trip = resample(resample(english_speech_8s, RATE_HZ, 44100), 44100, RATE_HZ)
+
+    assert np.linalg.norm(round_trip - english_speech_8s) < 0.02 * np.linalg.norm(english_speech_8s)
+
+
+def test_audio_processing_does_not_load_torch():
+    # torch's CUDA build costs every worker ~600 MB resident; a fresh interpreter shows what an import pulls in
+    script = "import sys, processors.audio; print('torch' in sys.modules)"
+
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+
+    assert completed.stdout.strip() == "False"
 
 
 def test_to_mono_averages_channels():

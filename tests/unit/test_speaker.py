@@ -1,8 +1,13 @@
+import pickle
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from processors.audio import resample
-from processors.errors import InvalidEmbeddingError, SpeechTooShortError
+from processors.errors import InvalidEmbeddingError, SpeakerModelError, SpeechTooShortError
+from processors.ge2e import Ge2eEncoder, load_legacy_torch_state, packaged_weights_path
 from processors.speaker import cosine_similarity
 
 
@@ -69,6 +74,60 @@ def test_too_little_speech_is_a_named_error(speaker_encoder, english_heldout_spe
 def test_silence_is_a_named_error(speaker_encoder):
     with pytest.raises(SpeechTooShortError):
         speaker_encoder.embed(np.zeros(5 * 16000, np.float32), 16000)
+
+
+@pytest.fixture(scope="module")
+def resemblyzer_encoder():
+    """Resemblyzer's own torch encoder, the reference the numpy encoder must reproduce."""
+    pytest.importorskip("torch")
+    resemblyzer = pytest.importorskip("resemblyzer")
+    return resemblyzer.VoiceEncoder(device="cpu", verbose=False)
+
+
+@pytest.mark.parametrize("speech", ["english_reference_speech", "english_heldout_speech", "czech_male_speech"])
+def test_embeddings_match_resemblyzers_torch_encoder(speaker_encoder, resemblyzer_encoder, request, speech):
+    from resemblyzer import preprocess_wav
+
+    samples, sample_rate_hz = request.getfixturevalue(speech)
+    assert sample_rate_hz == 16000
+
+    theirs = resemblyzer_encoder.embed_utterance(preprocess_wav(samples), rate=1.3, min_coverage=0.75)
+
+    assert cosine_similarity(speaker_encoder.embed(samples, sample_rate_hz), theirs) >= 0.9999
+
+
+def test_weights_load_as_torch_loads_them():
+    torch = pytest.importorskip("torch")
+
+    ours = load_legacy_torch_state(packaged_weights_path())
+    theirs = torch.load(packaged_weights_path(), map_location="cpu", weights_only=False)["model_state"]
+
+    assert sorted(ours) == sorted(theirs)
+    for name, tensor in theirs.items():
+        assert ours[name].dtype == np.float32
+        assert np.array_equal(ours[name], tensor.numpy()), name
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    checkpoint = tmp_path / "tampered.pt"
+    header = [0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}]
+    checkpoint.write_bytes(b"".join(pickle.dumps(item) for item in [*header, print]))
+
+    with pytest.raises(SpeakerModelError, match="builtins.print"):
+        Ge2eEncoder(checkpoint)
+
+
+def test_the_encoder_does_not_load_torch():
+    # Resemblyzer's package imports torch, whose CUDA build costs every worker ~600 MB resident
+    script = (
+        "import sys; import numpy as np; from processors.speaker import SpeakerEncoder; "
+        "SpeakerEncoder().embed(np.random.default_rng(0).uniform(-0.3, 0.3, 32000).astype(np.float32), 16000); "
+        "print('torch' in sys.modules)"
+    )
+
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+
+    assert completed.stdout.strip() == "False"
 
 
 def test_cosine_similarity_of_a_vector_with_itself_is_one():
