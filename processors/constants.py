@@ -45,14 +45,23 @@ EMBEDDING_MIN_PARTIAL_COVERAGE = 0.75
 WORLD_FRAME_PERIOD_MS = 5.0
 APERIODICITY_FRAME_STRIDE = 4  # D4C runs every 4th frame (20 ms); aperiodicity is interpolated between
 F0_FLOOR_HZ = 60.0
+DIO_DOWNSAMPLING = 2  # dio tracks F0 on audio decimated this much (stonemask refines it): half the cost, same F0
+# Envelope resolution when converting: half the 1024 bins F0_FLOOR_HZ needs, at half the analysis and
+# synthesis cost; the envelope is reduced to MCEP_DIMENSIONS coefficients on the way anyway.
+CONVERSION_FFT_SIZE = 512
 F0_CEILING_HZ = 500.0
 MCEP_DIMENSIONS = 40  # WORLD-coded mel-cepstrum of the spectral envelope, c0 included
+# Bands in which a voice's breathiness (mean aperiodicity of voiced frames, dB) is measured and matched:
+# finer at the bottom, where voicing is strongest and breathy and pressed voices differ most.
+APERIODICITY_BAND_EDGES_HZ = (0.0, 1000.0, 2000.0, 3000.0, 4000.0, 5500.0, 8000.0)
+APERIODICITY_FLOOR = 1e-4  # -80 dB: WORLD's aperiodicity of a perfectly periodic bin is ~1e-12
+APERIODICITY_CEILING = 0.999  # fully aperiodic bins stay (almost) noise
 MIN_VOICED_FRACTION = 0.2  # noise has ~5 % spurious voiced frames, read speech 50-80 %
 MIN_PROFILE_VOICED_S = 1.0
 MIN_VOICED_SEGMENT_MS = 30.0  # shorter voiced stretches are F0-tracker flicker, not syllables
 
 # Voice profile
-VOICE_PROFILE_VERSION = 1
+VOICE_PROFILE_VERSION = 2  # 2 added aperiodicity_band_db; version 1 profiles still load
 SAME_SPEAKER_MIN_SIMILARITY = 0.75  # same voice, other sentences: 0.85-0.96; other voices: 0.4-0.7
 F0_RANGE_LOW_PERCENTILE = 5.0
 F0_RANGE_HIGH_PERCENTILE = 95.0

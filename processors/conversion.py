@@ -2,8 +2,8 @@
 
 Pitch follows the target's log-F0 mean and spread; the spectral envelope is warped in frequency
 toward the target's mean envelope (a vocal-tract-length estimate), then its mel-cepstrum is
-mapped to the target's mean and spread; aperiodicity is kept. Analysis runs at 16 kHz, output is
-float32 mono at ``OUTPUT_SAMPLE_RATE_HZ`` (24 kHz).
+mapped to the target's mean and spread; aperiodicity is moved band by band to the target's level.
+Analysis runs at 16 kHz, output is float32 mono at ``OUTPUT_SAMPLE_RATE_HZ`` (24 kHz).
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ import pyworld
 from processors.audio import normalise_loudness, resample
 from processors.constants import (
     ANALYSIS_SAMPLE_RATE_HZ,
+    APERIODICITY_BAND_EDGES_HZ,
+    APERIODICITY_CEILING,
+    APERIODICITY_FLOOR,
+    CONVERSION_FFT_SIZE,
     MAX_SPEED,
     MIN_SPEED,
     OUTPUT_SAMPLE_RATE_HZ,
@@ -27,7 +31,14 @@ from processors.constants import (
     WARP_SEARCH_STEPS,
 )
 from processors.errors import InvalidControlsError, NoVoicedSpeechError, ProfileFormatError
-from processors.voice_profile import VoiceProfile, WorldFeatures, analyse_world, decode_envelope, encode_envelope
+from processors.voice_profile import (
+    VoiceProfile,
+    WorldFeatures,
+    analyse_world,
+    band_aperiodicity_db,
+    decode_envelope,
+    encode_envelope,
+)
 
 SEMITONES_PER_OCTAVE = 12.0
 
@@ -59,13 +70,14 @@ def convert_voice(
     if profile.analysis_sample_rate_hz != ANALYSIS_SAMPLE_RATE_HZ:
         analysed_hz = profile.analysis_sample_rate_hz
         raise ProfileFormatError(f"profile analysed at {analysed_hz} Hz; conversion needs {ANALYSIS_SAMPLE_RATE_HZ} Hz")
-    source = analyse_world(samples, sample_rate_hz, with_aperiodicity=True)
+    source = analyse_world(samples, sample_rate_hz, with_aperiodicity=True, fft_size=CONVERSION_FFT_SIZE)
     if not source.voiced.any():
         raise NoVoicedSpeechError("the speech to convert has no voiced frames")
     f0_hz = map_log_f0(source.f0_hz, profile, adjustment.pitch_semitones, adjustment.pitch_range_scale)
     envelope = convert_envelope(source, profile)
+    aperiodicity = convert_aperiodicity(source, profile)
     converted = pyworld.synthesize(
-        f0_hz, envelope, source.aperiodicity, source.sample_rate_hz, source.frame_period_ms / adjustment.speed
+        f0_hz, envelope, aperiodicity, source.sample_rate_hz, source.frame_period_ms / adjustment.speed
     )
     output = resample(converted.astype(np.float32), source.sample_rate_hz, OUTPUT_SAMPLE_RATE_HZ)
     return normalise_loudness(output, target_rms_dbfs=TARGET_RMS_DBFS + adjustment.energy_db), OUTPUT_SAMPLE_RATE_HZ
@@ -94,7 +106,9 @@ def convert_envelope(source: WorldFeatures, profile: VoiceProfile) -> np.ndarray
     c0 (overall level) is left alone; the output level is set afterwards. Statistics are those of
     voiced frames, where the speaker's timbre lives, and the mapping is applied to every frame.
     """
-    mean_mcep = encode_envelope(source.spectral_envelope[source.voiced], source.sample_rate_hz).mean(axis=0)
+    # the coding is linear in the log envelope, so the code of the mean log envelope is the mean code
+    mean_log_envelope = np.log(source.spectral_envelope[source.voiced]).mean(axis=0, keepdims=True)
+    mean_mcep = encode_envelope(np.exp(mean_log_envelope), source.sample_rate_hz)[0]
     factor = estimate_warp_factor(mean_mcep, np.asarray(profile.mcep_mean), source.sample_rate_hz, source.fft_size)
     mcep = encode_envelope(
         warp_envelope(source.spectral_envelope, factor, source.sample_rate_hz), source.sample_rate_hz
@@ -106,6 +120,24 @@ def convert_envelope(source: WorldFeatures, profile: VoiceProfile) -> np.ndarray
     scale = np.divide(target_std[1:], source_std[1:], out=np.ones_like(target_std[1:]), where=source_std[1:] > 0)
     mapped[:, 1:] = (mcep[:, 1:] - source_mean[1:]) * scale + target_mean[1:]
     return decode_envelope(mapped, source.sample_rate_hz, source.fft_size)
+
+
+def convert_aperiodicity(source: WorldFeatures, profile: VoiceProfile) -> np.ndarray:
+    """Move the voiced frames' aperiodicity, band by band, to the target's mean level (its breathiness).
+
+    The per-band dB difference is interpolated across frequency between band centres, so the
+    correction has no steps; unvoiced frames (noise either way) are left alone. Profiles without
+    aperiodicity statistics (format version 1) keep the source's.
+    """
+    if not profile.aperiodicity_band_db:
+        return source.aperiodicity
+    shift_db = np.asarray(profile.aperiodicity_band_db) - band_aperiodicity_db(source)
+    edges = np.asarray(APERIODICITY_BAND_EDGES_HZ)
+    frequencies_hz = np.linspace(0, source.sample_rate_hz / 2, source.aperiodicity.shape[1])
+    gain = 10 ** (np.interp(frequencies_hz, (edges[:-1] + edges[1:]) / 2, shift_db) / 20)
+    converted = source.aperiodicity.copy()
+    converted[source.voiced] = np.clip(converted[source.voiced] * gain, APERIODICITY_FLOOR, APERIODICITY_CEILING)
+    return converted
 
 
 def estimate_warp_factor(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -50,6 +50,7 @@ def morph_profiles(profiles: Sequence[VoiceProfile], weights: Sequence[float]) -
         f0_high_hz=float(np.exp(mix([np.log(profile.f0_high_hz) for profile in profiles]))),
         mcep_mean=_floats(mix([profile.mcep_mean for profile in profiles])),
         mcep_std=_floats(mix([profile.mcep_std for profile in profiles])),
+        aperiodicity_band_db=_mixed_aperiodicity(profiles, mix),
         speech_duration_s=float(mix([profile.speech_duration_s for profile in profiles])),
         voiced_duration_s=float(mix([profile.voiced_duration_s for profile in profiles])),
         voiced_segments_per_s=float(mix([profile.voiced_segments_per_s for profile in profiles])),
@@ -82,6 +83,13 @@ def shift_voice(profile: VoiceProfile, gender: float = 0.0, age: float = 0.0) ->
         f0_high_hz=profile.f0_high_hz * pitch_factor,
         mcep_mean=_floats(warped_mcep),
     )
+
+
+def _mixed_aperiodicity(profiles: Sequence[VoiceProfile], mix: Callable[[list], np.ndarray]) -> tuple[float, ...]:
+    """The blend's breathiness in dB; none when a voice has no aperiodicity statistics (format version 1)."""
+    if not all(profile.aperiodicity_band_db for profile in profiles):
+        return ()
+    return _floats(mix([profile.aperiodicity_band_db for profile in profiles]))
 
 
 def _checked_weights(profiles: Sequence[VoiceProfile], weights: Sequence[float]) -> np.ndarray:

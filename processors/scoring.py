@@ -81,6 +81,8 @@ class WhisperTranscriber:
             speech,
             language=language,
             beam_size=WHISPER_BEAM_SIZE,
+            # no sampling fallback: the same audio always gets the same transcript, so scores compare
+            temperature=0.0,
             condition_on_previous_text=False,
             without_timestamps=True,
         )

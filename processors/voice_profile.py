@@ -15,7 +15,10 @@ import pyworld
 from processors.audio import assess_quality, resample, to_mono
 from processors.constants import (
     ANALYSIS_SAMPLE_RATE_HZ,
+    APERIODICITY_BAND_EDGES_HZ,
+    APERIODICITY_FLOOR,
     APERIODICITY_FRAME_STRIDE,
+    DIO_DOWNSAMPLING,
     EMBEDDING_SIZE,
     F0_CEILING_HZ,
     F0_FLOOR_HZ,
@@ -63,6 +66,9 @@ class VoiceProfile:
     Sample-level fields (``sample_similarities``, ``inconsistent_samples``) index the samples in
     the order they were given; statistics come from the consistent samples only. Mel-cepstra are
     WORLD-coded (``pyworld.code_spectral_envelope``) at ``analysis_sample_rate_hz``, voiced frames only.
+    ``aperiodicity_band_db`` is the mean aperiodicity of voiced frames in each
+    ``APERIODICITY_BAND_EDGES_HZ`` band (empty for profiles from format version 1, whose
+    conversion keeps the base voice's aperiodicity).
     """
 
     version: int
@@ -78,6 +84,7 @@ class VoiceProfile:
     f0_high_hz: float
     mcep_mean: tuple[float, ...]
     mcep_std: tuple[float, ...]
+    aperiodicity_band_db: tuple[float, ...]
     speech_duration_s: float
     voiced_duration_s: float
     voiced_segments_per_s: float
@@ -96,6 +103,8 @@ class VoiceProfile:
         """Rebuild a profile from :meth:`to_dict` output, checking its version, fields and sizes."""
         if not isinstance(data, dict):
             raise ProfileFormatError(f"a voice profile must be a mapping, got {type(data).__name__}")
+        if data.get("version") == 1:
+            data = {**data, "version": VOICE_PROFILE_VERSION, "aperiodicity_band_db": []}
         if data.get("version") != VOICE_PROFILE_VERSION:
             raise ProfileFormatError(f"unsupported voice profile version {data.get('version')!r}")
         expected = {field.name for field in fields(cls)}
@@ -110,21 +119,35 @@ class VoiceProfile:
         return profile
 
 
-def analyse_world(samples: np.ndarray, sample_rate_hz: int, with_aperiodicity: bool = False) -> WorldFeatures:
-    """WORLD analysis of mono ``[n]`` audio, resampled to ``ANALYSIS_SAMPLE_RATE_HZ`` first."""
+def analyse_world(
+    samples: np.ndarray, sample_rate_hz: int, with_aperiodicity: bool = False, fft_size: int | None = None
+) -> WorldFeatures:
+    """WORLD analysis of mono ``[n]`` audio, resampled to ``ANALYSIS_SAMPLE_RATE_HZ`` first.
+
+    ``fft_size`` (a power of two) sets the envelope's resolution; by default it is the smallest
+    that resolves ``F0_FLOOR_HZ``. Conversion passes the smaller ``CONVERSION_FFT_SIZE``.
+    """
     speech = resample(to_mono(samples), sample_rate_hz, ANALYSIS_SAMPLE_RATE_HZ).astype(np.float64)
     if speech.size == 0:
         raise InvalidAudioError("cannot analyse an empty clip")
     coarse_f0, times = pyworld.dio(
-        speech, ANALYSIS_SAMPLE_RATE_HZ, f0_floor=F0_FLOOR_HZ, f0_ceil=F0_CEILING_HZ, frame_period=WORLD_FRAME_PERIOD_MS
+        speech,
+        ANALYSIS_SAMPLE_RATE_HZ,
+        f0_floor=F0_FLOOR_HZ,
+        f0_ceil=F0_CEILING_HZ,
+        frame_period=WORLD_FRAME_PERIOD_MS,
+        speed=DIO_DOWNSAMPLING,
     )
     f0_hz = pyworld.stonemask(speech, coarse_f0, times, ANALYSIS_SAMPLE_RATE_HZ)
-    envelope = pyworld.cheaptrick(speech, f0_hz, times, ANALYSIS_SAMPLE_RATE_HZ, f0_floor=F0_FLOOR_HZ)
-    aperiodicity = _sparse_aperiodicity(speech, f0_hz, times) if with_aperiodicity else None
+    if fft_size is None:
+        envelope = pyworld.cheaptrick(speech, f0_hz, times, ANALYSIS_SAMPLE_RATE_HZ, f0_floor=F0_FLOOR_HZ)
+    else:
+        envelope = pyworld.cheaptrick(speech, f0_hz, times, ANALYSIS_SAMPLE_RATE_HZ, fft_size=fft_size)
+    aperiodicity = _sparse_aperiodicity(speech, f0_hz, times, envelope) if with_aperiodicity else None
     return WorldFeatures(f0_hz, envelope, aperiodicity, ANALYSIS_SAMPLE_RATE_HZ, WORLD_FRAME_PERIOD_MS)
 
 
-def _sparse_aperiodicity(speech: np.ndarray, f0_hz: np.ndarray, times: np.ndarray) -> np.ndarray:
+def _sparse_aperiodicity(speech: np.ndarray, f0_hz: np.ndarray, times: np.ndarray, envelope: np.ndarray) -> np.ndarray:
     """D4C on every ``APERIODICITY_FRAME_STRIDE``-th frame, linearly interpolated in between.
 
     Aperiodicity changes slowly next to pitch and envelope, and D4C is WORLD's costliest step:
@@ -132,7 +155,11 @@ def _sparse_aperiodicity(speech: np.ndarray, f0_hz: np.ndarray, times: np.ndarra
     """
     sparse = np.unique(np.append(np.arange(0, times.size, APERIODICITY_FRAME_STRIDE), times.size - 1))
     sparse_aperiodicity = pyworld.d4c(
-        speech, np.ascontiguousarray(f0_hz[sparse]), np.ascontiguousarray(times[sparse]), ANALYSIS_SAMPLE_RATE_HZ
+        speech,
+        np.ascontiguousarray(f0_hz[sparse]),
+        np.ascontiguousarray(times[sparse]),
+        ANALYSIS_SAMPLE_RATE_HZ,
+        fft_size=2 * (envelope.shape[1] - 1),
     )
     position = np.interp(np.arange(times.size), sparse, np.arange(sparse.size))
     lower = np.floor(position).astype(int)
@@ -161,7 +188,7 @@ def build_profile(samples: list[np.ndarray], sample_rate_hz: int, encoder: Speak
     """
     if not samples:
         raise InvalidAudioError("a voice profile needs at least one sample")
-    features = [analyse_world(sample, sample_rate_hz) for sample in samples]
+    features = [analyse_world(sample, sample_rate_hz, with_aperiodicity=True) for sample in samples]
     for index, feature in enumerate(features):
         _require_voice(index, feature)
     embeddings = encoder.embed_many(samples, sample_rate_hz)
@@ -235,10 +262,24 @@ def _envelope_statistics(features: list[WorldFeatures]) -> dict[str, tuple[float
     mcep = np.concatenate(
         [encode_envelope(feature.spectral_envelope[feature.voiced], feature.sample_rate_hz) for feature in features]
     )
+    band_db = np.mean([band_aperiodicity_db(feature) for feature in features], axis=0)
     return {
         "mcep_mean": tuple(float(value) for value in mcep.mean(axis=0)),
         "mcep_std": tuple(float(value) for value in mcep.std(axis=0)),
+        "aperiodicity_band_db": tuple(float(value) for value in band_db),
     }
+
+
+def band_aperiodicity_db(feature: WorldFeatures) -> np.ndarray:
+    """Mean aperiodicity (dB) of the voiced frames in each ``APERIODICITY_BAND_EDGES_HZ`` band, ``[bands]``."""
+    if feature.aperiodicity is None:
+        raise ValueError("band aperiodicity needs features analysed with aperiodicity")
+    voiced_db = 20 * np.log10(np.clip(feature.aperiodicity[feature.voiced], APERIODICITY_FLOOR, 1.0))
+    frequencies_hz = np.linspace(0, feature.sample_rate_hz / 2, feature.aperiodicity.shape[1])
+    edges = APERIODICITY_BAND_EDGES_HZ
+    return np.array(
+        [voiced_db[:, (frequencies_hz >= low) & (frequencies_hz < high)].mean() for low, high in zip(edges, edges[1:])]
+    )
 
 
 def _timing_statistics(features: list[WorldFeatures], speech_duration_s: float) -> dict[str, float]:
@@ -263,10 +304,13 @@ def _check_sizes(profile: VoiceProfile) -> None:
         raise ValueError(f"speaker_embedding has {len(profile.speaker_embedding)} values, expected {EMBEDDING_SIZE}")
     if len(profile.mcep_mean) != MCEP_DIMENSIONS or len(profile.mcep_std) != MCEP_DIMENSIONS:
         raise ValueError(f"mel-cepstrum statistics must have {MCEP_DIMENSIONS} values each")
+    if len(profile.aperiodicity_band_db) not in (0, len(APERIODICITY_BAND_EDGES_HZ) - 1):
+        raise ValueError(f"aperiodicity statistics must have {len(APERIODICITY_BAND_EDGES_HZ) - 1} values or none")
     numbers = [
         *profile.speaker_embedding,
         *profile.mcep_mean,
         *profile.mcep_std,
+        *profile.aperiodicity_band_db,
         profile.log_f0_mean,
         profile.log_f0_std,
     ]

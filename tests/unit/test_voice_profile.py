@@ -59,6 +59,23 @@ def test_noise_is_not_a_voice(speaker_encoder):
         build_profile([noise], RATE_HZ, speaker_encoder)
 
 
+def test_profile_measures_breathiness_per_band(english_voice_profile):
+    band_db = english_voice_profile.aperiodicity_band_db
+
+    assert len(band_db) == 6
+    assert all(-80.0 <= value <= 0.0 for value in band_db)
+    assert band_db[0] < band_db[-1] - 6.0  # voiced speech is periodic at the bottom, noisy at the top
+
+
+def test_a_profile_from_format_version_1_still_loads(english_voice_profile):
+    stored = {key: value for key, value in english_voice_profile.to_dict().items() if key != "aperiodicity_band_db"}
+
+    restored = VoiceProfile.from_dict({**stored, "version": 1})
+
+    assert restored.aperiodicity_band_db == ()
+    assert restored.mcep_mean == english_voice_profile.mcep_mean
+
+
 def test_profile_survives_a_json_round_trip(english_voice_profile):
     restored = VoiceProfile.from_dict(json.loads(json.dumps(english_voice_profile.to_dict())))
 
@@ -73,6 +90,7 @@ def test_profile_survives_a_json_round_trip(english_voice_profile):
         lambda data: {**data, "speaker_embedding": data["speaker_embedding"][:10]},
         lambda data: {**data, "log_f0_mean": float("nan")},
         lambda data: {**data, "unexpected": 1},
+        lambda data: {**data, "aperiodicity_band_db": [-20.0]},
     ],
 )
 def test_malformed_profiles_are_refused(english_voice_profile, corrupt):
