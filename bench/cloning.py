@@ -56,6 +56,12 @@ HELDOUT_SENTENCES = (
     "These days a chicken leg is a rare dish.",
     "The juice of lemons makes fine punch.",
     "A large size in stockings is hard to sell.",
+    "The boy was there when the sun rose.",
+    "A rod is used to catch pink salmon.",
+    "The source of the huge river is the clear spring.",
+    "Kick the ball straight and follow through.",
+    "Help the woman get back to her feet.",
+    "A pot of tea helps to pass the evening.",
 )
 METRIC_KEYS = (
     "synthesis_rtf",

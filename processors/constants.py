@@ -131,6 +131,7 @@ AGE_SHIFT_PITCH_RANGE_SCALE = 0.8  # older voices intonate less
 SCORING_SAMPLE_RATE_HZ = 16000  # Whisper and DNSMOS both listen at 16 kHz
 WHISPER_COMPUTE_TYPE = "int8"
 WHISPER_BEAM_SIZE = 1
+WHISPER_SAMPLING_SEED = 0
 WHISPER_LANGUAGES = frozenset({"en"})  # the packaged model is tiny.en
 
 # Voice activity detection (silero-vad) and the ingest gate's DNSMOS
