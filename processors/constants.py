@@ -56,12 +56,14 @@ MCEP_DIMENSIONS = 40  # WORLD-coded mel-cepstrum of the spectral envelope, c0 in
 APERIODICITY_BAND_EDGES_HZ = (0.0, 1000.0, 2000.0, 3000.0, 4000.0, 5500.0, 8000.0)
 APERIODICITY_FLOOR = 1e-4  # -80 dB: WORLD's aperiodicity of a perfectly periodic bin is ~1e-12
 APERIODICITY_CEILING = 0.999  # fully aperiodic bins stay (almost) noise
+UNVOICED_LEVEL_PERCENTILE = 40.0  # the quietest unvoiced frames are pauses and closures, not fricatives
+MIN_UNVOICED_FRAMES = 20  # 100 ms of fricatives: fewer give no usable statistics
 MIN_VOICED_FRACTION = 0.2  # noise has ~5 % spurious voiced frames, read speech 50-80 %
 MIN_PROFILE_VOICED_S = 1.0
 MIN_VOICED_SEGMENT_MS = 30.0  # shorter voiced stretches are F0-tracker flicker, not syllables
 
 # Voice profile
-VOICE_PROFILE_VERSION = 2  # 2 added aperiodicity_band_db; version 1 profiles still load
+VOICE_PROFILE_VERSION = 2  # 2 added aperiodicity and unvoiced-envelope statistics; version 1 profiles still load
 SAME_SPEAKER_MIN_SIMILARITY = 0.75  # same voice, other sentences: 0.85-0.96; other voices: 0.4-0.7
 F0_RANGE_LOW_PERCENTILE = 5.0
 F0_RANGE_HIGH_PERCENTILE = 95.0

@@ -8,6 +8,7 @@ Analysis runs at 16 kHz, output is float32 mono at ``OUTPUT_SAMPLE_RATE_HZ`` (24
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,7 @@ from processors.constants import (
     APERIODICITY_CEILING,
     APERIODICITY_FLOOR,
     CONVERSION_FFT_SIZE,
+    MIN_UNVOICED_FRAMES,
     MAX_SPEED,
     MIN_SPEED,
     OUTPUT_SAMPLE_RATE_HZ,
@@ -35,6 +37,7 @@ from processors.voice_profile import (
     VoiceProfile,
     WorldFeatures,
     analyse_world,
+    audible,
     band_aperiodicity_db,
     decode_envelope,
     encode_envelope,
@@ -103,8 +106,9 @@ def map_log_f0(
 def convert_envelope(source: WorldFeatures, profile: VoiceProfile) -> np.ndarray:
     """Warp the source envelope toward the target's, then match mel-cepstral mean and spread.
 
-    c0 (overall level) is left alone; the output level is set afterwards. Statistics are those of
-    voiced frames, where the speaker's timbre lives, and the mapping is applied to every frame.
+    c0 (overall level) is left alone; the output level is set afterwards. Voiced frames, where the
+    speaker's timbre lives, are mapped by voiced statistics; unvoiced frames by the statistics of
+    audible unvoiced frames (fricatives) when the profile has them and the source has enough.
     """
     # the coding is linear in the log envelope, so the code of the mean log envelope is the mean code
     mean_log_envelope = np.log(source.spectral_envelope[source.voiced]).mean(axis=0, keepdims=True)
@@ -113,13 +117,25 @@ def convert_envelope(source: WorldFeatures, profile: VoiceProfile) -> np.ndarray
     mcep = encode_envelope(
         warp_envelope(source.spectral_envelope, factor, source.sample_rate_hz), source.sample_rate_hz
     )
-    voiced_mcep = mcep[source.voiced]
-    source_mean, source_std = voiced_mcep.mean(axis=0), voiced_mcep.std(axis=0)
-    target_mean, target_std = np.asarray(profile.mcep_mean), np.asarray(profile.mcep_std)
     mapped = mcep.copy()
-    scale = np.divide(target_std[1:], source_std[1:], out=np.ones_like(target_std[1:]), where=source_std[1:] > 0)
-    mapped[:, 1:] = (mcep[:, 1:] - source_mean[1:]) * scale + target_mean[1:]
+    mapped[:, 1:] = _match_statistics(mcep[:, 1:], mcep[source.voiced, 1:], profile.mcep_mean[1:], profile.mcep_std[1:])
+    unvoiced = ~source.voiced
+    audible_unvoiced = audible(mcep[unvoiced])
+    if profile.unvoiced_mcep_mean and len(audible_unvoiced) >= MIN_UNVOICED_FRAMES:
+        mapped[unvoiced, 1:] = _match_statistics(
+            mcep[unvoiced, 1:], audible_unvoiced[:, 1:], profile.unvoiced_mcep_mean[1:], profile.unvoiced_mcep_std[1:]
+        )
     return decode_envelope(mapped, source.sample_rate_hz, source.fft_size)
+
+
+def _match_statistics(
+    frames: np.ndarray, source_frames: np.ndarray, target_mean: Sequence[float], target_std: Sequence[float]
+) -> np.ndarray:
+    """``frames`` ``[n, d]`` moved so that ``source_frames`` would get the target's per-dimension mean and spread."""
+    source_mean, source_std = source_frames.mean(axis=0), source_frames.std(axis=0)
+    target_mean, target_std = np.asarray(target_mean), np.asarray(target_std)
+    scale = np.divide(target_std, source_std, out=np.ones_like(target_std), where=source_std > 0)
+    return (frames - source_mean) * scale + target_mean
 
 
 def convert_aperiodicity(source: WorldFeatures, profile: VoiceProfile) -> np.ndarray:

@@ -50,7 +50,9 @@ def morph_profiles(profiles: Sequence[VoiceProfile], weights: Sequence[float]) -
         f0_high_hz=float(np.exp(mix([np.log(profile.f0_high_hz) for profile in profiles]))),
         mcep_mean=_floats(mix([profile.mcep_mean for profile in profiles])),
         mcep_std=_floats(mix([profile.mcep_std for profile in profiles])),
-        aperiodicity_band_db=_mixed_aperiodicity(profiles, mix),
+        aperiodicity_band_db=_mixed_if_all_have(profiles, "aperiodicity_band_db", mix),
+        unvoiced_mcep_mean=_mixed_if_all_have(profiles, "unvoiced_mcep_mean", mix),
+        unvoiced_mcep_std=_mixed_if_all_have(profiles, "unvoiced_mcep_std", mix),
         speech_duration_s=float(mix([profile.speech_duration_s for profile in profiles])),
         voiced_duration_s=float(mix([profile.voiced_duration_s for profile in profiles])),
         voiced_segments_per_s=float(mix([profile.voiced_segments_per_s for profile in profiles])),
@@ -72,8 +74,6 @@ def shift_voice(profile: VoiceProfile, gender: float = 0.0, age: float = 0.0) ->
     pitch_factor = 2.0 ** (semitones / SEMITONES_PER_OCTAVE)
     formant_factor = GENDER_SHIFT_FORMANT_FACTOR**gender * AGE_SHIFT_FORMANT_FACTOR**age
     sample_rate_hz = profile.analysis_sample_rate_hz
-    mean_envelope = decode_envelope(np.asarray([profile.mcep_mean]), sample_rate_hz, ENVELOPE_FFT_SIZE)
-    warped_mcep = encode_envelope(warp_envelope(mean_envelope, formant_factor, sample_rate_hz), sample_rate_hz)[0]
     return replace(
         profile,
         log_f0_mean=profile.log_f0_mean + float(np.log(pitch_factor)),
@@ -81,15 +81,25 @@ def shift_voice(profile: VoiceProfile, gender: float = 0.0, age: float = 0.0) ->
         f0_median_hz=profile.f0_median_hz * pitch_factor,
         f0_low_hz=profile.f0_low_hz * pitch_factor,
         f0_high_hz=profile.f0_high_hz * pitch_factor,
-        mcep_mean=_floats(warped_mcep),
+        mcep_mean=_warped_mean(profile.mcep_mean, formant_factor, sample_rate_hz),
+        unvoiced_mcep_mean=_warped_mean(profile.unvoiced_mcep_mean, formant_factor, sample_rate_hz),
     )
 
 
-def _mixed_aperiodicity(profiles: Sequence[VoiceProfile], mix: Callable[[list], np.ndarray]) -> tuple[float, ...]:
-    """The blend's breathiness in dB; none when a voice has no aperiodicity statistics (format version 1)."""
-    if not all(profile.aperiodicity_band_db for profile in profiles):
+def _warped_mean(mean_mcep: tuple[float, ...], formant_factor: float, sample_rate_hz: int) -> tuple[float, ...]:
+    """A mean mel-cepstrum whose envelope is stretched in frequency by ``formant_factor``; none stays none."""
+    if not mean_mcep:
         return ()
-    return _floats(mix([profile.aperiodicity_band_db for profile in profiles]))
+    mean_envelope = decode_envelope(np.asarray([mean_mcep]), sample_rate_hz, ENVELOPE_FFT_SIZE)
+    return _floats(encode_envelope(warp_envelope(mean_envelope, formant_factor, sample_rate_hz), sample_rate_hz)[0])
+
+
+def _mixed_if_all_have(
+    profiles: Sequence[VoiceProfile], statistic: str, mix: Callable[[list], np.ndarray]
+) -> tuple[float, ...]:
+    """The blend of an optional statistic; none when a voice lacks it (format version 1, no fricatives)."""
+    values = [getattr(profile, statistic) for profile in profiles]
+    return _floats(mix(values)) if all(values) else ()
 
 
 def _checked_weights(profiles: Sequence[VoiceProfile], weights: Sequence[float]) -> np.ndarray:

@@ -26,9 +26,11 @@ from processors.constants import (
     F0_RANGE_LOW_PERCENTILE,
     MCEP_DIMENSIONS,
     MIN_PROFILE_VOICED_S,
+    MIN_UNVOICED_FRAMES,
     MIN_VOICED_FRACTION,
     MIN_VOICED_SEGMENT_MS,
     SAME_SPEAKER_MIN_SIMILARITY,
+    UNVOICED_LEVEL_PERCENTILE,
     VOICE_PROFILE_VERSION,
     WORLD_FRAME_PERIOD_MS,
 )
@@ -67,8 +69,9 @@ class VoiceProfile:
     the order they were given; statistics come from the consistent samples only. Mel-cepstra are
     WORLD-coded (``pyworld.code_spectral_envelope``) at ``analysis_sample_rate_hz``, voiced frames only.
     ``aperiodicity_band_db`` is the mean aperiodicity of voiced frames in each
-    ``APERIODICITY_BAND_EDGES_HZ`` band (empty for profiles from format version 1, whose
-    conversion keeps the base voice's aperiodicity).
+    ``APERIODICITY_BAND_EDGES_HZ`` band; ``unvoiced_mcep_*`` describe the audible unvoiced frames
+    (fricatives). Profiles from format version 1 have neither (empty tuples): their conversion keeps
+    the base voice's aperiodicity and maps unvoiced frames with the voiced statistics.
     """
 
     version: int
@@ -85,6 +88,8 @@ class VoiceProfile:
     mcep_mean: tuple[float, ...]
     mcep_std: tuple[float, ...]
     aperiodicity_band_db: tuple[float, ...]
+    unvoiced_mcep_mean: tuple[float, ...]
+    unvoiced_mcep_std: tuple[float, ...]
     speech_duration_s: float
     voiced_duration_s: float
     voiced_segments_per_s: float
@@ -104,7 +109,8 @@ class VoiceProfile:
         if not isinstance(data, dict):
             raise ProfileFormatError(f"a voice profile must be a mapping, got {type(data).__name__}")
         if data.get("version") == 1:
-            data = {**data, "version": VOICE_PROFILE_VERSION, "aperiodicity_band_db": []}
+            empty_statistics = {"aperiodicity_band_db": [], "unvoiced_mcep_mean": [], "unvoiced_mcep_std": []}
+            data = {**data, **empty_statistics, "version": VOICE_PROFILE_VERSION}
         if data.get("version") != VOICE_PROFILE_VERSION:
             raise ProfileFormatError(f"unsupported voice profile version {data.get('version')!r}")
         expected = {field.name for field in fields(cls)}
@@ -263,11 +269,28 @@ def _envelope_statistics(features: list[WorldFeatures]) -> dict[str, tuple[float
         [encode_envelope(feature.spectral_envelope[feature.voiced], feature.sample_rate_hz) for feature in features]
     )
     band_db = np.mean([band_aperiodicity_db(feature) for feature in features], axis=0)
+    unvoiced = np.concatenate(
+        [audible(encode_envelope(feature.spectral_envelope[~feature.voiced], feature.sample_rate_hz)) for feature in features]
+    )
+    has_unvoiced = len(unvoiced) >= MIN_UNVOICED_FRAMES
     return {
-        "mcep_mean": tuple(float(value) for value in mcep.mean(axis=0)),
-        "mcep_std": tuple(float(value) for value in mcep.std(axis=0)),
-        "aperiodicity_band_db": tuple(float(value) for value in band_db),
+        "mcep_mean": _floats(mcep.mean(axis=0)),
+        "mcep_std": _floats(mcep.std(axis=0)),
+        "aperiodicity_band_db": _floats(band_db),
+        "unvoiced_mcep_mean": _floats(unvoiced.mean(axis=0)) if has_unvoiced else (),
+        "unvoiced_mcep_std": _floats(unvoiced.std(axis=0)) if has_unvoiced else (),
     }
+
+
+def audible(unvoiced_mcep: np.ndarray) -> np.ndarray:
+    """The rows of unvoiced mel-cepstra ``[frames, MCEP_DIMENSIONS]`` louder (c0) than ``UNVOICED_LEVEL_PERCENTILE``."""
+    if len(unvoiced_mcep) == 0:
+        return unvoiced_mcep
+    return unvoiced_mcep[unvoiced_mcep[:, 0] > np.percentile(unvoiced_mcep[:, 0], UNVOICED_LEVEL_PERCENTILE)]
+
+
+def _floats(values: np.ndarray) -> tuple[float, ...]:
+    return tuple(float(value) for value in values)
 
 
 def band_aperiodicity_db(feature: WorldFeatures) -> np.ndarray:
@@ -304,6 +327,10 @@ def _check_sizes(profile: VoiceProfile) -> None:
         raise ValueError(f"speaker_embedding has {len(profile.speaker_embedding)} values, expected {EMBEDDING_SIZE}")
     if len(profile.mcep_mean) != MCEP_DIMENSIONS or len(profile.mcep_std) != MCEP_DIMENSIONS:
         raise ValueError(f"mel-cepstrum statistics must have {MCEP_DIMENSIONS} values each")
+    if len(profile.unvoiced_mcep_mean) not in (0, MCEP_DIMENSIONS) or len(profile.unvoiced_mcep_std) != len(
+        profile.unvoiced_mcep_mean
+    ):
+        raise ValueError(f"unvoiced mel-cepstrum statistics must have {MCEP_DIMENSIONS} values each or none")
     if len(profile.aperiodicity_band_db) not in (0, len(APERIODICITY_BAND_EDGES_HZ) - 1):
         raise ValueError(f"aperiodicity statistics must have {len(APERIODICITY_BAND_EDGES_HZ) - 1} values or none")
     numbers = [
@@ -311,6 +338,8 @@ def _check_sizes(profile: VoiceProfile) -> None:
         *profile.mcep_mean,
         *profile.mcep_std,
         *profile.aperiodicity_band_db,
+        *profile.unvoiced_mcep_mean,
+        *profile.unvoiced_mcep_std,
         profile.log_f0_mean,
         profile.log_f0_std,
     ]

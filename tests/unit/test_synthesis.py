@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 from processors.audio import assess_quality
+from processors.constants import ANALYSIS_SAMPLE_RATE_HZ
 from processors.conversion import ProsodyAdjustment, convert_voice
 from processors.errors import InvalidControlsError, InvalidTextError, UnsupportedLanguageError
 from processors.speaker import cosine_similarity
 from processors.synthesis import SynthesisControls, WorldConversionEngine
-from processors.voice_profile import analyse_world, band_aperiodicity_db
+from processors.voice_profile import analyse_world, audible, band_aperiodicity_db, encode_envelope
 
 ENGLISH_TEXT = "Please leave a message after the tone, and we will call you back as soon as possible."
 MALAYALAM_TEXT = "നമസ്കാരം, സുഖമാണോ? ഞാൻ നാളെ വൈകുന്നേരം ഏഴു മണിക്ക് വരും."
@@ -132,6 +133,22 @@ def test_conversion_gives_a_breathier_target_a_breathier_voice(male_base_speech,
     # re-analysis of WORLD's own output recovers only part of the asked 10 dB, more in the upper bands
     assert np.all(measured_gain_db > 0.5)
     assert np.mean(measured_gain_db) > 2.0
+
+
+def test_conversion_gives_fricatives_the_targets_fricative_spectrum(male_base_speech, english_voice_profile):
+    without_fricative_statistics = replace(english_voice_profile, unvoiced_mcep_mean=(), unvoiced_mcep_std=())
+    # the source's unvoiced frames: re-analysing converted speech would call some vowel edges unvoiced
+    unvoiced = ~analyse_world(*male_base_speech).voiced
+
+    def fricative_mean_mcep(profile):
+        converted, rate_hz = convert_voice(*male_base_speech, profile)
+        envelope = analyse_world(converted, rate_hz).spectral_envelope[: unvoiced.size]
+        return audible(encode_envelope(envelope[unvoiced[: len(envelope)]], ANALYSIS_SAMPLE_RATE_HZ)).mean(axis=0)
+
+    target = np.asarray(english_voice_profile.unvoiced_mcep_mean)
+    distance_with = np.linalg.norm(fricative_mean_mcep(english_voice_profile)[1:13] - target[1:13])
+    distance_without = np.linalg.norm(fricative_mean_mcep(without_fricative_statistics)[1:13] - target[1:13])
+    assert distance_with < 0.85 * distance_without
 
 
 def test_energy_control_changes_loudness(male_base_speech, english_voice_profile):

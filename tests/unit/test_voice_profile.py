@@ -67,12 +67,21 @@ def test_profile_measures_breathiness_per_band(english_voice_profile):
     assert band_db[0] < band_db[-1] - 6.0  # voiced speech is periodic at the bottom, noisy at the top
 
 
+def test_profile_describes_fricatives_apart_from_vowels(english_voice_profile):
+    voiced_tilt = english_voice_profile.mcep_mean[1]
+    fricative_tilt = english_voice_profile.unvoiced_mcep_mean[1]
+
+    assert len(english_voice_profile.unvoiced_mcep_std) == 40
+    assert fricative_tilt < voiced_tilt  # c1 > 0 is energy low in the spectrum; fricatives hiss high up
+
+
 def test_a_profile_from_format_version_1_still_loads(english_voice_profile):
-    stored = {key: value for key, value in english_voice_profile.to_dict().items() if key != "aperiodicity_band_db"}
+    added_in_version_2 = {"aperiodicity_band_db", "unvoiced_mcep_mean", "unvoiced_mcep_std"}
+    stored = {key: value for key, value in english_voice_profile.to_dict().items() if key not in added_in_version_2}
 
     restored = VoiceProfile.from_dict({**stored, "version": 1})
 
-    assert restored.aperiodicity_band_db == ()
+    assert restored.aperiodicity_band_db == restored.unvoiced_mcep_mean == ()
     assert restored.mcep_mean == english_voice_profile.mcep_mean
 
 
@@ -91,6 +100,7 @@ def test_profile_survives_a_json_round_trip(english_voice_profile):
         lambda data: {**data, "log_f0_mean": float("nan")},
         lambda data: {**data, "unexpected": 1},
         lambda data: {**data, "aperiodicity_band_db": [-20.0]},
+        lambda data: {**data, "unvoiced_mcep_std": []},
     ],
 )
 def test_malformed_profiles_are_refused(english_voice_profile, corrupt):
