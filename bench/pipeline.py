@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import resource
 import socket
 import statistics
 import sys
@@ -62,6 +63,8 @@ async def measure(settings: Settings, requests: int) -> dict:
         "latency_s": _median([c["latency_s"] for c in clones]),
         "first_chunk_latency_s": _median([c["first_chunk_latency_s"] for c in clones]),
         "rtf": _median([c["rtf"] for c in clones]),
+        # the worker runs in this process with every model it uses loaded; broker and Postgres are children
+        "worker_peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "samples": {"rejection_round_trip_s": rejections, "clones": clones},
     }
 
@@ -122,7 +125,7 @@ def main() -> None:
             figures = asyncio.run(measure(settings, args.requests))
         finally:
             stack.down()
-    for key in ("transport", "rejection_round_trip_s", "latency_s", "first_chunk_latency_s", "rtf"):
+    for key in ("transport", "rejection_round_trip_s", "latency_s", "first_chunk_latency_s", "rtf", "worker_peak_memory_mb"):
         print(f"{key:>24}: {figures[key]}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2) + "\n")
