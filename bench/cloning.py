@@ -10,7 +10,9 @@ English sentences, and reports:
 - ``wer`` (Whisper tiny.en), ``dnsmos`` (overall MOS), ``adaptation_s`` (profile build time),
   ``synthesis_rtf`` (compute / audio seconds, pinned to one CPU core, conversion included),
   ``peak_memory_mb`` (peak RSS of the whole benchmark process, scorers included);
-- ``baseline_pitch_only``: the same sentences with only the pitch moved to the target's.
+- ``baseline_pitch_only``: the same sentences with only the pitch moved to the target's;
+- ``baseline_base_voice``: the same sentences from the base voice, unconverted (the WER floor the
+  conversion starts from, and the similarity of not cloning at all).
 
 Writes ``bench/results/cloning.json``. Run: ``python bench/cloning.py`` (``make bench-cloning``).
 """
@@ -170,7 +172,9 @@ def clone_and_measure(
     profile = build_profile(chunks, 16000, scorers.encoder)
     adaptation_s = time.perf_counter() - adaptation_started
     cloned, synthesis_s = _synthesise_all(engine, profile, sentences)
-    pitch_only = [pitch_only_baseline(base_voice, sentence, profile) for sentence in sentences]
+    base_speech = [_base_voice_speech(base_voice, sentence, profile) for sentence in sentences]
+    pitch_only = [pitch_only_baseline(samples, rate_hz, profile) for samples, rate_hz in base_speech]
+    unconverted = [normalise_loudness(resample(samples, rate_hz, OUTPUT_SAMPLE_RATE_HZ)) for samples, rate_hz in base_speech]
     audio_s = sum(samples.size for samples in cloned) / OUTPUT_SAMPLE_RATE_HZ
     return {
         "synthesis_rtf": synthesis_s / audio_s,
@@ -180,15 +184,20 @@ def clone_and_measure(
         "similarity_same_speaker": cosine_similarity(scorers.encoder.embed(reference, 16000), heldout_embedding),
         "similarity_different_speaker": different_speaker_similarity,
         "baseline_pitch_only": _speech_scores(pitch_only, sentences, heldout_embedding, scorers, with_dnsmos=False),
+        "baseline_base_voice": _speech_scores(unconverted, sentences, heldout_embedding, scorers, with_dnsmos=False),
         "reference_s": reference_s,
         "audio_s": audio_s,
     }
 
 
-def pitch_only_baseline(base_voice: BaseTTS, sentence: str, profile: VoiceProfile) -> np.ndarray:
-    """The naive clone: the base voice with its pitch moved to the target's log-F0 statistics, nothing else."""
+def _base_voice_speech(base_voice: BaseTTS, sentence: str, profile: VoiceProfile) -> tuple[np.ndarray, int]:
+    """The base voice the engine would start from for this target (espeak's female variant for high voices)."""
     gender = "female" if profile.f0_median_hz >= FEMALE_BASE_VOICE_MIN_F0_HZ else "male"
-    samples, rate_hz = base_voice.synthesize(sentence, "en", voice_gender=gender)
+    return base_voice.synthesize(sentence, "en", voice_gender=gender)
+
+
+def pitch_only_baseline(samples: np.ndarray, rate_hz: int, profile: VoiceProfile) -> np.ndarray:
+    """The naive clone: the base voice with its pitch moved to the target's log-F0 statistics, nothing else."""
     source = analyse_world(samples, rate_hz, with_aperiodicity=True)
     resynthesised = pyworld.synthesize(
         map_log_f0(source.f0_hz, profile), source.spectral_envelope, source.aperiodicity,
@@ -248,14 +257,15 @@ def _one_cpu_core() -> Iterator[None]:
 def _average(entries: list[dict]) -> dict:
     averaged = {key: float(np.mean([entry[key] for entry in entries])) for key in (*METRIC_KEYS, "dnsmos_real_speech")}
     averaged["peak_memory_mb"] = float(max(entry["peak_memory_mb"] for entry in entries))
-    averaged["baseline_pitch_only"] = {
-        key: float(np.mean([entry["baseline_pitch_only"][key] for entry in entries])) for key in ("similarity", "wer")
-    }
+    for baseline in ("baseline_pitch_only", "baseline_base_voice"):
+        averaged[baseline] = {
+            key: float(np.mean([entry[baseline][key] for entry in entries])) for key in ("similarity", "wer")
+        }
     return averaged
 
 
 def print_results(results: dict) -> None:
-    header = f"{'speaker':<18}{'ref':>5}{'sim':>7}{'same':>7}{'diff':>7}{'pitch':>7}{'WER':>7}{'pWER':>7}{'MOS':>6}{'realMOS':>8}{'adapt':>7}{'RTF':>7}{'MB':>7}"
+    header = f"{'speaker':<18}{'ref':>5}{'sim':>7}{'same':>7}{'diff':>7}{'pitch':>7}{'WER':>7}{'pWER':>7}{'bWER':>7}{'MOS':>6}{'realMOS':>8}{'adapt':>7}{'RTF':>7}{'MB':>7}"
     print(header)
     rows = [(name, label, entry) for name, lengths in results["speakers"].items() for label, entry in lengths.items()]
     rows.append(("overall", "all", results["overall"]))
@@ -264,10 +274,10 @@ def print_results(results: dict) -> None:
         print(
             f"{name:<18}{label:>5}{entry['similarity']:7.3f}{entry['similarity_same_speaker']:7.3f}"
             f"{entry['similarity_different_speaker']:7.3f}{baseline['similarity']:7.3f}{entry['wer']:7.1%}"
-            f"{baseline['wer']:7.1%}{entry['dnsmos']:6.2f}{entry['dnsmos_real_speech']:8.2f}{entry['adaptation_s']:7.2f}{entry['synthesis_rtf']:7.3f}"
+            f"{baseline['wer']:7.1%}{entry['baseline_base_voice']['wer']:7.1%}{entry['dnsmos']:6.2f}{entry['dnsmos_real_speech']:8.2f}{entry['adaptation_s']:7.2f}{entry['synthesis_rtf']:7.3f}"
             f"{entry['peak_memory_mb']:7.0f}"
         )
-    print("sim: cloned vs real held-out; same/diff: real same-speaker / different-speaker baselines; pitch: pitch-only baseline")
+    print("sim: cloned vs real held-out; same/diff: real same-speaker / different-speaker baselines; pitch/pWER: pitch-only baseline; bWER: base voice unconverted")
     print("realMOS: DNSMOS of the speaker's real held-out speech (a faithful clone of a noisy recording scores low too)")
 
 
