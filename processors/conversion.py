@@ -39,6 +39,7 @@ from processors.voice_profile import (
     analyse_world,
     audible,
     band_aperiodicity_db,
+    bin_frequencies_hz,
     decode_envelope,
     encode_envelope,
 )
@@ -119,12 +120,16 @@ def convert_envelope(source: WorldFeatures, profile: VoiceProfile) -> np.ndarray
     )
     mapped = mcep.copy()
     mapped[:, 1:] = _match_statistics(mcep[:, 1:], mcep[source.voiced, 1:], profile.mcep_mean[1:], profile.mcep_std[1:])
-    unvoiced = ~source.voiced
-    audible_unvoiced = audible(mcep[unvoiced])
-    if profile.unvoiced_mcep_mean and len(audible_unvoiced) >= MIN_UNVOICED_FRAMES:
-        mapped[unvoiced, 1:] = _match_statistics(
-            mcep[unvoiced, 1:], audible_unvoiced[:, 1:], profile.unvoiced_mcep_mean[1:], profile.unvoiced_mcep_std[1:]
-        )
+    if profile.unvoiced_mcep_mean:
+        unvoiced = ~source.voiced
+        audible_unvoiced = audible(mcep[unvoiced])
+        if len(audible_unvoiced) >= MIN_UNVOICED_FRAMES:
+            mapped[unvoiced, 1:] = _match_statistics(
+                mcep[unvoiced, 1:],
+                audible_unvoiced[:, 1:],
+                profile.unvoiced_mcep_mean[1:],
+                profile.unvoiced_mcep_std[1:],
+            )
     return decode_envelope(mapped, source.sample_rate_hz, source.fft_size)
 
 
@@ -149,7 +154,7 @@ def convert_aperiodicity(source: WorldFeatures, profile: VoiceProfile) -> np.nda
         return source.aperiodicity
     shift_db = np.asarray(profile.aperiodicity_band_db) - band_aperiodicity_db(source)
     edges = np.asarray(APERIODICITY_BAND_EDGES_HZ)
-    frequencies_hz = np.linspace(0, source.sample_rate_hz / 2, source.aperiodicity.shape[1])
+    frequencies_hz = bin_frequencies_hz(source.sample_rate_hz, source.fft_size)
     gain = 10 ** (np.interp(frequencies_hz, (edges[:-1] + edges[1:]) / 2, shift_db) / 20)
     converted = source.aperiodicity.copy()
     converted[source.voiced] = np.clip(converted[source.voiced] * gain, APERIODICITY_FLOOR, APERIODICITY_CEILING)
@@ -167,7 +172,7 @@ def estimate_warp_factor(
     """
     mean_envelopes = decode_envelope(np.stack([source_mean_mcep, target_mean_mcep]), sample_rate_hz, fft_size)
     source_log, target_log = np.log(mean_envelopes)
-    frequencies_hz = _bin_frequencies_hz(sample_rate_hz, fft_size)
+    frequencies_hz = bin_frequencies_hz(sample_rate_hz, fft_size)
     band = (frequencies_hz >= WARP_FIT_LOW_HZ) & (frequencies_hz <= WARP_FIT_HIGH_HZ)
     candidates = np.linspace(WARP_FACTOR_MIN, WARP_FACTOR_MAX, WARP_SEARCH_STEPS)
     errors = []
@@ -180,17 +185,13 @@ def estimate_warp_factor(
 def warp_envelope(spectral_envelope: np.ndarray, factor: float, sample_rate_hz: int) -> np.ndarray:
     """Scale the frequency axis of ``[frames, bins]`` power envelopes: what was at f moves to f·factor."""
     fft_size = 2 * (spectral_envelope.shape[1] - 1)
-    frequencies_hz = _bin_frequencies_hz(sample_rate_hz, fft_size)
+    frequencies_hz = bin_frequencies_hz(sample_rate_hz, fft_size)
     log_envelope = np.log(spectral_envelope)
     source_bins = np.clip(frequencies_hz / factor * fft_size / sample_rate_hz, 0, spectral_envelope.shape[1] - 1)
     lower = np.floor(source_bins).astype(int)
     upper = np.minimum(lower + 1, spectral_envelope.shape[1] - 1)
     weight = source_bins - lower
     return np.exp(log_envelope[:, lower] * (1 - weight) + log_envelope[:, upper] * weight)
-
-
-def _bin_frequencies_hz(sample_rate_hz: int, fft_size: int) -> np.ndarray:
-    return np.arange(fft_size // 2 + 1) * sample_rate_hz / fft_size
 
 
 def _check_adjustment(adjustment: ProsodyAdjustment) -> None:

@@ -19,7 +19,7 @@ from processors.constants import (
 )
 from processors.conversion import SEMITONES_PER_OCTAVE, warp_envelope
 from processors.errors import InvalidMorphError, InvalidVoiceTransformError
-from processors.voice_profile import VoiceProfile, decode_envelope, encode_envelope
+from processors.voice_profile import VoiceProfile, as_floats, decode_envelope, encode_envelope
 
 ENVELOPE_FFT_SIZE = 1024  # WORLD's envelope size at 16 kHz for a 60 Hz F0 floor
 
@@ -39,7 +39,7 @@ def morph_profiles(profiles: Sequence[VoiceProfile], weights: Sequence[float]) -
     embedding = mix([profile.speaker_embedding for profile in profiles])
     return replace(
         profiles[0],
-        speaker_embedding=_floats(embedding / np.linalg.norm(embedding)),
+        speaker_embedding=as_floats(embedding / np.linalg.norm(embedding)),
         embedding_spread=float(mix([profile.embedding_spread for profile in profiles])),
         sample_similarities=(),
         inconsistent_samples=(),
@@ -48,8 +48,8 @@ def morph_profiles(profiles: Sequence[VoiceProfile], weights: Sequence[float]) -
         f0_median_hz=float(np.exp(mix([np.log(profile.f0_median_hz) for profile in profiles]))),
         f0_low_hz=float(np.exp(mix([np.log(profile.f0_low_hz) for profile in profiles]))),
         f0_high_hz=float(np.exp(mix([np.log(profile.f0_high_hz) for profile in profiles]))),
-        mcep_mean=_floats(mix([profile.mcep_mean for profile in profiles])),
-        mcep_std=_floats(mix([profile.mcep_std for profile in profiles])),
+        mcep_mean=as_floats(mix([profile.mcep_mean for profile in profiles])),
+        mcep_std=as_floats(mix([profile.mcep_std for profile in profiles])),
         aperiodicity_band_db=_mixed_if_all_have(profiles, "aperiodicity_band_db", mix),
         unvoiced_mcep_mean=_mixed_if_all_have(profiles, "unvoiced_mcep_mean", mix),
         unvoiced_mcep_std=_mixed_if_all_have(profiles, "unvoiced_mcep_std", mix),
@@ -91,7 +91,7 @@ def _warped_mean(mean_mcep: tuple[float, ...], formant_factor: float, sample_rat
     if not mean_mcep:
         return ()
     mean_envelope = decode_envelope(np.asarray([mean_mcep]), sample_rate_hz, ENVELOPE_FFT_SIZE)
-    return _floats(encode_envelope(warp_envelope(mean_envelope, formant_factor, sample_rate_hz), sample_rate_hz)[0])
+    return as_floats(encode_envelope(warp_envelope(mean_envelope, formant_factor, sample_rate_hz), sample_rate_hz)[0])
 
 
 def _mixed_if_all_have(
@@ -99,7 +99,7 @@ def _mixed_if_all_have(
 ) -> tuple[float, ...]:
     """The blend of an optional statistic; none when a voice lacks it (format version 1, no fricatives)."""
     values = [getattr(profile, statistic) for profile in profiles]
-    return _floats(mix(values)) if all(values) else ()
+    return as_floats(mix(values)) if all(values) else ()
 
 
 def _checked_weights(profiles: Sequence[VoiceProfile], weights: Sequence[float]) -> np.ndarray:
@@ -118,7 +118,3 @@ def _checked_weights(profiles: Sequence[VoiceProfile], weights: Sequence[float])
     if len({(profile.version, profile.analysis_sample_rate_hz) for profile in profiles}) != 1:
         raise InvalidMorphError("the voices to blend come from different profile versions or analysis rates")
     return mixing
-
-
-def _floats(values: np.ndarray) -> tuple[float, ...]:
-    return tuple(float(value) for value in values)
