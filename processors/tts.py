@@ -7,16 +7,21 @@ Every base voice has ``synthesize(text, language, words_per_minute, voice_gender
 
 from __future__ import annotations
 
-import io
+import contextlib
+import ctypes.util
 import json
-import shutil
+import os
+import select
 import subprocess
+import sys
+import threading
+import time
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
-import soundfile as sf
 
 from processors.constants import (
     DEFAULT_WORDS_PER_MINUTE,
@@ -36,6 +41,9 @@ from processors.errors import (
 )
 
 VoiceGender = Literal["male", "female"]
+ESPEAK_PROGRAM = Path(__file__).with_name("espeak_program.py")
+PCM16_FULL_SCALE = 32768.0
+PIPE_READ_BYTES = 1 << 16
 
 
 class BaseTTS(Protocol):
@@ -47,13 +55,18 @@ class BaseTTS(Protocol):
 
 
 class EspeakTTS:
-    """Rule-based speech in many languages (English, Malayalam, …) at espeak-ng's 22,050 Hz."""
+    """Rule-based speech in many languages (English, Malayalam, …) at espeak-ng's 22,050 Hz.
 
-    def __init__(self, executable: str = "espeak-ng") -> None:
-        resolved = shutil.which(executable)
-        if resolved is None:
-            raise ExternalToolMissingError(f"{executable} is not on PATH (apt-get install -y espeak-ng)")
-        self._executable = resolved
+    espeak-ng speaks in a separate, long-running program (``espeak_program.py``, GPL-3.0 like the
+    library it loads), started on first use and restarted if it dies or hangs; requests from
+    several threads take turns.
+    """
+
+    def __init__(self, timeout_s: float = ESPEAK_TIMEOUT_S) -> None:
+        library = ctypes.util.find_library("espeak-ng")
+        if library is None:
+            raise ExternalToolMissingError("libespeak-ng is not installed (apt-get install -y espeak-ng)")
+        self._program = _EspeakProgram(library, timeout_s)
 
     def supported_languages(self) -> frozenset[str]:
         return frozenset(ESPEAK_VOICES)
@@ -72,19 +85,10 @@ class EspeakTTS:
         voice = self._voice(language, voice_gender)
         spoken = _checked_text(text)
         _check_words_per_minute(words_per_minute)
-        command = [self._executable, "-v", voice, "-s", str(int(words_per_minute)), "-b", "1", "--stdout"]
-        try:
-            completed = subprocess.run(
-                command, input=spoken.encode("utf-8"), capture_output=True, timeout=ESPEAK_TIMEOUT_S, check=False
-            )
-        except subprocess.TimeoutExpired as timeout:
-            raise SynthesisError(f"espeak-ng did not finish within {ESPEAK_TIMEOUT_S} s") from timeout
-        if completed.returncode != 0 or not completed.stdout:
-            raise SynthesisError(f"espeak-ng failed: {completed.stderr.decode(errors='replace').strip()}")
-        samples, sample_rate_hz = sf.read(io.BytesIO(completed.stdout), dtype="float32")
-        if samples.size == 0:
+        pcm, sample_rate_hz = self._program.speak(spoken, voice, int(words_per_minute))
+        if pcm.size == 0:
             raise SynthesisError("espeak-ng produced no audio for this text")
-        return samples, int(sample_rate_hz)
+        return pcm.astype(np.float32) / PCM16_FULL_SCALE, sample_rate_hz
 
     @staticmethod
     def _voice(language: str, voice_gender: VoiceGender) -> str:
@@ -96,6 +100,109 @@ class EspeakTTS:
             raise InvalidControlsError(f"voice gender must be 'male' or 'female', got {voice_gender!r}")
         base = ESPEAK_VOICES[language]
         return f"{base}+{ESPEAK_FEMALE_VARIANT}" if voice_gender == "female" else base
+
+
+class _EspeakProgram:
+    """Pipes to one running ``espeak_program.py``; it is (re)started by the first request that needs it."""
+
+    def __init__(self, library: str, timeout_s: float) -> None:
+        self._library = library
+        self._timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen | None = None
+        self._owner_pid = 0
+        self._received = bytearray()
+
+    def speak(self, text: str, voice: str, words_per_minute: int) -> tuple[np.ndarray, int]:
+        """int16 ``[n]`` samples and their rate; SynthesisError if the program fails or takes too long."""
+        request = json.dumps({"text": text, "voice": voice, "words_per_minute": words_per_minute}).encode() + b"\n"
+        with self._lock:
+            try:
+                try:
+                    reply, pcm = self._exchange(request)
+                except _ProgramLost:  # it died since the last request (killed, out of memory): start afresh once
+                    self._stop()
+                    reply, pcm = self._exchange(request)
+            except (_ProgramLost, OSError, ValueError, KeyError) as error:
+                self._stop()
+                raise SynthesisError(f"lost contact with espeak-ng: {error}") from error
+            except SynthesisError:
+                self._stop()
+                raise
+        if "error" in reply:
+            raise SynthesisError(f"espeak-ng failed: {reply['error']}")
+        return np.frombuffer(pcm, dtype="<i2"), int(reply["sample_rate_hz"])
+
+    def _exchange(self, request: bytes) -> tuple[dict, bytes]:
+        process = self._running()
+        deadline = time.monotonic() + self._timeout_s
+        try:
+            process.stdin.write(request)
+            process.stdin.flush()
+        except BrokenPipeError as error:
+            raise _ProgramLost(f"espeak-ng stopped (exit status {process.wait()})") from error
+        reply = json.loads(self._receive_line(deadline))
+        return reply, self._receive(2 * reply.get("samples", 0), deadline)
+
+    def _running(self) -> subprocess.Popen:
+        # a forked worker must not share its parent's pipes
+        if self._process is not None and self._process.poll() is None and self._owner_pid == os.getpid():
+            return self._process
+        self._process = subprocess.Popen(
+            [sys.executable, str(ESPEAK_PROGRAM), self._library], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        self._owner_pid = os.getpid()
+        self._received.clear()
+        weakref.finalize(self, _end_program, self._process, self._owner_pid)
+        greeting = json.loads(self._receive_line(time.monotonic() + self._timeout_s))
+        if "error" in greeting:
+            self._stop()
+            raise ExternalToolMissingError(greeting["error"])
+        return self._process
+
+    def _receive_line(self, deadline: float) -> bytes:
+        while (end := self._received.find(b"\n")) < 0:
+            self._receive_more(deadline)
+        line = bytes(self._received[:end])
+        del self._received[: end + 1]
+        return line
+
+    def _receive(self, size: int, deadline: float) -> bytes:
+        while len(self._received) < size:
+            self._receive_more(deadline)
+        data = bytes(self._received[:size])
+        del self._received[:size]
+        return data
+
+    def _receive_more(self, deadline: float) -> None:
+        stream = self._process.stdout.fileno()
+        ready, _, _ = select.select([stream], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise SynthesisError(f"espeak-ng did not finish within {self._timeout_s} s")
+        data = os.read(stream, PIPE_READ_BYTES)
+        if not data:
+            raise _ProgramLost(f"espeak-ng stopped (exit status {self._process.wait()})")
+        self._received += data
+
+    def _stop(self) -> None:
+        if self._process is not None:
+            _end_program(self._process, self._owner_pid)
+            self._process = None
+
+
+def _end_program(process: subprocess.Popen, owner_pid: int) -> None:
+    if os.getpid() != owner_pid:  # a forked copy of the owner leaves the owner's program alone
+        return
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    for stream in (process.stdin, process.stdout):
+        with contextlib.suppress(BrokenPipeError):  # closing flushes what the dead program never read
+            stream.close()
+
+
+class _ProgramLost(Exception):
+    """The program's pipes closed: it died (killed, out of memory) before it answered."""
 
 
 class PiperTTS:
