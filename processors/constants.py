@@ -51,6 +51,9 @@ DIO_DOWNSAMPLING = 4  # dio tracks F0 on audio decimated this much (stonemask re
 # synthesis cost; the envelope is reduced to MCEP_DIMENSIONS coefficients on the way anyway. (10 ms
 # frames would cut the cost by another quarter, but lost ~10 points of Whisper word accuracy.)
 CONVERSION_FFT_SIZE = 512
+# Conversion runs CheapTrick every other frame and interpolates the log envelope: 6 % off the
+# synthesis time, with no measurable change in similarity or Whisper WER (3 speakers x 8 sentences)
+CONVERSION_ENVELOPE_INTERVAL_MS = 10.0
 F0_CEILING_HZ = 500.0
 MCEP_DIMENSIONS = 40  # WORLD-coded mel-cepstrum of the spectral envelope, c0 included
 # Bands in which a voice's breathiness (mean aperiodicity of voiced frames, dB) is measured and matched:

@@ -20,6 +20,7 @@ from processors.constants import (
     APERIODICITY_BAND_EDGES_HZ,
     APERIODICITY_CEILING,
     APERIODICITY_FLOOR,
+    CONVERSION_ENVELOPE_INTERVAL_MS,
     CONVERSION_FFT_SIZE,
     MIN_UNVOICED_FRAMES,
     MAX_SPEED,
@@ -74,7 +75,13 @@ def convert_voice(
     if profile.analysis_sample_rate_hz != ANALYSIS_SAMPLE_RATE_HZ:
         analysed_hz = profile.analysis_sample_rate_hz
         raise ProfileFormatError(f"profile analysed at {analysed_hz} Hz; conversion needs {ANALYSIS_SAMPLE_RATE_HZ} Hz")
-    source = analyse_world(samples, sample_rate_hz, with_aperiodicity=True, fft_size=CONVERSION_FFT_SIZE)
+    source = analyse_world(
+        samples,
+        sample_rate_hz,
+        with_aperiodicity=True,
+        fft_size=CONVERSION_FFT_SIZE,
+        envelope_interval_ms=CONVERSION_ENVELOPE_INTERVAL_MS,
+    )
     if not source.voiced.any():
         raise NoVoicedSpeechError("the speech to convert has no voiced frames")
     f0_hz = map_log_f0(source.f0_hz, profile, adjustment.pitch_semitones, adjustment.pitch_range_scale)

@@ -7,6 +7,7 @@ Profiles are built from mono float32 samples; all analysis runs at ``ANALYSIS_SA
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -130,11 +131,14 @@ def analyse_world(
     sample_rate_hz: int,
     with_aperiodicity: bool = False,
     fft_size: int | None = None,
+    envelope_interval_ms: float = WORLD_FRAME_PERIOD_MS,
 ) -> WorldFeatures:
     """WORLD analysis of mono ``[n]`` audio, resampled to ``ANALYSIS_SAMPLE_RATE_HZ`` first.
 
     ``fft_size`` (a power of two) sets the envelope's resolution; by default it is the smallest
-    that resolves ``F0_FLOOR_HZ``. Conversion passes the coarser ``CONVERSION_FFT_SIZE``.
+    that resolves ``F0_FLOOR_HZ``. Conversion passes the coarser ``CONVERSION_FFT_SIZE``, and a longer
+    ``envelope_interval_ms``: CheapTrick then runs on frames that far apart and the log envelope is
+    interpolated between them (every frame keeps its own F0).
     """
     speech = resample(to_mono(samples), sample_rate_hz, ANALYSIS_SAMPLE_RATE_HZ).astype(np.float64)
     if speech.size == 0:
@@ -148,36 +152,51 @@ def analyse_world(
         speed=DIO_DOWNSAMPLING,
     )
     f0_hz = pyworld.stonemask(speech, coarse_f0, times, ANALYSIS_SAMPLE_RATE_HZ)
-    if fft_size is None:
-        envelope = pyworld.cheaptrick(speech, f0_hz, times, ANALYSIS_SAMPLE_RATE_HZ, f0_floor=F0_FLOOR_HZ)
-    else:
-        envelope = pyworld.cheaptrick(speech, f0_hz, times, ANALYSIS_SAMPLE_RATE_HZ, fft_size=fft_size)
+    envelope_fft_size = fft_size or pyworld.get_cheaptrick_fft_size(ANALYSIS_SAMPLE_RATE_HZ, F0_FLOOR_HZ)
+    envelope = np.exp(
+        _at_sparse_frames(pyworld.cheaptrick, speech, f0_hz, times, envelope_interval_ms, envelope_fft_size, np.log)
+    )
     aperiodicity = None
     if with_aperiodicity:
-        aperiodicity = _sparse_aperiodicity(speech, f0_hz, times, fft_size=2 * (envelope.shape[1] - 1))
+        # D4C is WORLD's costliest step (a third of the conversion's time on every 5 ms frame), and
+        # aperiodicity changes slowly next to pitch and envelope
+        aperiodicity = _at_sparse_frames(
+            pyworld.d4c, speech, f0_hz, times, APERIODICITY_INTERVAL_MS, envelope_fft_size, np.asarray
+        )
     return WorldFeatures(f0_hz, envelope, aperiodicity, ANALYSIS_SAMPLE_RATE_HZ, WORLD_FRAME_PERIOD_MS)
 
 
-def _sparse_aperiodicity(speech: np.ndarray, f0_hz: np.ndarray, times: np.ndarray, fft_size: int) -> np.ndarray:
-    """D4C on frames ``APERIODICITY_INTERVAL_MS`` apart, linearly interpolated in between.
+def _at_sparse_frames(
+    estimator: Callable[..., np.ndarray],
+    speech: np.ndarray,
+    f0_hz: np.ndarray,
+    times: np.ndarray,
+    interval_ms: float,
+    fft_size: int,
+    interpolation_domain: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """A WORLD per-frame estimator run every ``interval_ms``, linearly interpolated in between.
 
-    Aperiodicity changes slowly next to pitch and envelope, and D4C is WORLD's costliest step: run
-    on every 5 ms frame it took a third of the conversion's time.
+    Returns ``[frames, fft_size // 2 + 1]`` in ``interpolation_domain`` (e.g. ``np.log`` for envelopes).
     """
-    stride = max(1, round(APERIODICITY_INTERVAL_MS / WORLD_FRAME_PERIOD_MS))
+    stride = max(1, round(interval_ms / WORLD_FRAME_PERIOD_MS))
     sparse = np.unique(np.append(np.arange(0, times.size, stride), times.size - 1))
-    sparse_aperiodicity = pyworld.d4c(
-        speech,
-        np.ascontiguousarray(f0_hz[sparse]),
-        np.ascontiguousarray(times[sparse]),
-        ANALYSIS_SAMPLE_RATE_HZ,
-        fft_size=fft_size,
+    estimated = interpolation_domain(
+        estimator(
+            speech,
+            np.ascontiguousarray(f0_hz[sparse]),
+            np.ascontiguousarray(times[sparse]),
+            ANALYSIS_SAMPLE_RATE_HZ,
+            fft_size=fft_size,
+        )
     )
+    if sparse.size == times.size:
+        return estimated
     position = np.interp(np.arange(times.size), sparse, np.arange(sparse.size))
     lower = np.floor(position).astype(int)
     upper = np.minimum(lower + 1, sparse.size - 1)
     weight = (position - lower)[:, None]
-    return sparse_aperiodicity[lower] * (1 - weight) + sparse_aperiodicity[upper] * weight
+    return estimated[lower] * (1 - weight) + estimated[upper] * weight
 
 
 def encode_envelope(spectral_envelope: np.ndarray, sample_rate_hz: int) -> np.ndarray:

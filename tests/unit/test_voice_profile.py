@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from processors.errors import InconsistentSpeakerError, NoVoicedSpeechError, ProfileFormatError
-from processors.voice_profile import VoiceProfile, build_profile
+from processors.voice_profile import VoiceProfile, analyse_world, build_profile
 
 RATE_HZ = 16000
 
@@ -106,3 +106,13 @@ def test_profile_survives_a_json_round_trip(english_voice_profile):
 def test_malformed_profiles_are_refused(english_voice_profile, corrupt):
     with pytest.raises(ProfileFormatError):
         VoiceProfile.from_dict(corrupt(english_voice_profile.to_dict()))
+
+
+def test_an_envelope_estimated_every_other_frame_stays_close_to_the_full_one(english_speech_8s):
+    full = analyse_world(english_speech_8s, 16000, fft_size=512)
+    interpolated = analyse_world(english_speech_8s, 16000, fft_size=512, envelope_interval_ms=10.0)
+
+    difference_db = 10 * np.abs(np.log10(interpolated.spectral_envelope / full.spectral_envelope))
+    assert interpolated.spectral_envelope.shape == full.spectral_envelope.shape
+    assert np.array_equal(interpolated.f0_hz, full.f0_hz)
+    assert np.median(difference_db[full.voiced]) < 1.5
