@@ -137,8 +137,10 @@ AGE_SHIFT_PITCH_RANGE_SCALE = 0.8  # older voices intonate less
 # Quality scoring
 SCORING_SAMPLE_RATE_HZ = 16000  # Whisper and DNSMOS both listen at 16 kHz
 WHISPER_COMPUTE_TYPE = "int8"
-WHISPER_BEAM_SIZE = 1
-WHISPER_SAMPLING_SEED = 0
+# Beam search at temperature 0: greedy decoding loops on robotic speech (WER > 100 %), and Whisper's
+# sampling fallback for those loops is not repeatable even when seeded (CTranslate2 samples in its own
+# threads). Five beams avoid the loops, hear as well as the fallback did, and give the same words every time.
+WHISPER_BEAM_SIZE = 5
 WHISPER_LANGUAGES = frozenset({"en"})  # the packaged model is tiny.en
 
 # Voice activity detection (silero-vad) and the ingest gate's DNSMOS

@@ -18,7 +18,6 @@ from processors.audio import resample, to_mono
 from processors.constants import (
     SCORING_SAMPLE_RATE_HZ,
     WHISPER_BEAM_SIZE,
-    WHISPER_SAMPLING_SEED,
     WHISPER_COMPUTE_TYPE,
     WHISPER_LANGUAGES,
 )
@@ -61,12 +60,10 @@ class WhisperTranscriber:
 
     def __init__(self, cpu_threads: int = 1, model_dir: Path | None = None) -> None:
         try:
-            from ctranslate2 import set_random_seed
             from faster_whisper import WhisperModel
         except ImportError as error:
             raise ScorerUnavailableError("word error rate needs faster-whisper (pip install faster-whisper)") from error
         directory = model_dir if model_dir is not None else _packaged_whisper_model_dir()
-        self._set_random_seed = set_random_seed
         self._model = WhisperModel(str(directory), device="cpu", compute_type=WHISPER_COMPUTE_TYPE, cpu_threads=cpu_threads)
 
     @staticmethod
@@ -80,13 +77,11 @@ class WhisperTranscriber:
                 f"no speech recogniser for language {language!r}; supported: {', '.join(sorted(WHISPER_LANGUAGES))}"
             )
         speech = _at_scoring_rate(samples, sample_rate_hz)
-        # Whisper falls back to sampling when greedy decoding loops; a fixed seed makes that
-        # fallback repeatable, so the same audio always gets the same transcript and scores compare
-        self._set_random_seed(WHISPER_SAMPLING_SEED)
         segments, _ = self._model.transcribe(
             speech,
             language=language,
             beam_size=WHISPER_BEAM_SIZE,
+            temperature=0.0,  # no sampling fallback: the same audio always gets the same transcript
             condition_on_previous_text=False,
             without_timestamps=True,
         )

@@ -39,6 +39,15 @@ def test_whisper_hears_the_words_of_real_speech(transcriber, english_heldout_spe
     assert word_error_rate("login incorrect please enter your agent number", " ".join(normalise_words(heard)[:7])) < 0.2
 
 
+@pytest.mark.parametrize("sentence", ["Glue the sheet to the dark blue background.", "It is easy to tell the depth of a well."])
+def test_the_same_robotic_speech_is_always_heard_the_same(transcriber, espeak_tts, sentence):
+    speech = espeak_tts.synthesize(sentence, "en", voice_gender="female")
+
+    transcripts = {transcriber.transcribe(*speech) for _ in range(4)}
+
+    assert len(transcripts) == 1
+
+
 def test_whisper_refuses_a_language_it_has_no_model_for(transcriber, english_heldout_speech):
     with pytest.raises(UnsupportedLanguageError):
         transcriber.transcribe(*english_heldout_speech, language="ml")
