@@ -6,8 +6,8 @@ Profiles are built from mono float32 samples; all analysis runs at ``ANALYSIS_SA
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -153,15 +153,15 @@ def analyse_world(
     )
     f0_hz = pyworld.stonemask(speech, coarse_f0, times, ANALYSIS_SAMPLE_RATE_HZ)
     envelope_fft_size = fft_size or pyworld.get_cheaptrick_fft_size(ANALYSIS_SAMPLE_RATE_HZ, F0_FLOOR_HZ)
-    envelope = np.exp(
-        _at_sparse_frames(pyworld.cheaptrick, speech, f0_hz, times, envelope_interval_ms, envelope_fft_size, np.log)
+    envelope = _at_sparse_frames(
+        pyworld.cheaptrick, speech, f0_hz, times, envelope_interval_ms, envelope_fft_size, in_log_domain=True
     )
     aperiodicity = None
     if with_aperiodicity:
         # D4C is WORLD's costliest step (a third of the conversion's time on every 5 ms frame), and
         # aperiodicity changes slowly next to pitch and envelope
         aperiodicity = _at_sparse_frames(
-            pyworld.d4c, speech, f0_hz, times, APERIODICITY_INTERVAL_MS, envelope_fft_size, np.asarray
+            pyworld.d4c, speech, f0_hz, times, APERIODICITY_INTERVAL_MS, envelope_fft_size, in_log_domain=False
         )
     return WorldFeatures(f0_hz, envelope, aperiodicity, ANALYSIS_SAMPLE_RATE_HZ, WORLD_FRAME_PERIOD_MS)
 
@@ -173,30 +173,31 @@ def _at_sparse_frames(
     times: np.ndarray,
     interval_ms: float,
     fft_size: int,
-    interpolation_domain: Callable[[np.ndarray], np.ndarray],
+    in_log_domain: bool,
 ) -> np.ndarray:
     """A WORLD per-frame estimator run every ``interval_ms``, linearly interpolated in between.
 
-    Returns ``[frames, fft_size // 2 + 1]`` in ``interpolation_domain`` (e.g. ``np.log`` for envelopes).
+    Returns ``[frames, fft_size // 2 + 1]``; ``in_log_domain`` interpolates logarithms (power envelopes).
     """
     stride = max(1, round(interval_ms / WORLD_FRAME_PERIOD_MS))
     sparse = np.unique(np.append(np.arange(0, times.size, stride), times.size - 1))
-    estimated = interpolation_domain(
-        estimator(
-            speech,
-            np.ascontiguousarray(f0_hz[sparse]),
-            np.ascontiguousarray(times[sparse]),
-            ANALYSIS_SAMPLE_RATE_HZ,
-            fft_size=fft_size,
-        )
+    estimated = estimator(
+        speech,
+        np.ascontiguousarray(f0_hz[sparse]),
+        np.ascontiguousarray(times[sparse]),
+        ANALYSIS_SAMPLE_RATE_HZ,
+        fft_size=fft_size,
     )
     if sparse.size == times.size:
         return estimated
+    if in_log_domain:
+        estimated = np.log(estimated)
     position = np.interp(np.arange(times.size), sparse, np.arange(sparse.size))
     lower = np.floor(position).astype(int)
     upper = np.minimum(lower + 1, sparse.size - 1)
     weight = (position - lower)[:, None]
-    return estimated[lower] * (1 - weight) + estimated[upper] * weight
+    interpolated = estimated[lower] * (1 - weight) + estimated[upper] * weight
+    return np.exp(interpolated) if in_log_domain else interpolated
 
 
 def encode_envelope(spectral_envelope: np.ndarray, sample_rate_hz: int) -> np.ndarray:
