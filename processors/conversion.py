@@ -27,6 +27,7 @@ from processors.constants import (
     MIN_SPEED,
     OUTPUT_SAMPLE_RATE_HZ,
     TARGET_RMS_DBFS,
+    UNBOUNDED_SPREAD_RATIO,
     WARP_FACTOR_MAX,
     WARP_FACTOR_MIN,
     WARP_FIT_HIGH_HZ,
@@ -69,8 +70,13 @@ def convert_voice(
     sample_rate_hz: int,
     profile: VoiceProfile,
     adjustment: ProsodyAdjustment = ProsodyAdjustment(),
+    spread_ratio_bounds: tuple[float, float] = UNBOUNDED_SPREAD_RATIO,
 ) -> tuple[np.ndarray, int]:
-    """Convert mono ``[n]`` speech to the profile's voice; returns (float32 ``[m]``, 24000)."""
+    """Convert mono ``[n]`` speech to the profile's voice; returns (float32 ``[m]``, 24000).
+
+    ``spread_ratio_bounds`` limits how far each mel-cepstral order's spread may be scaled (see
+    :meth:`BaseTTS.spread_ratio_bounds`).
+    """
     _check_adjustment(adjustment)
     if profile.analysis_sample_rate_hz != ANALYSIS_SAMPLE_RATE_HZ:
         analysed_hz = profile.analysis_sample_rate_hz
@@ -85,7 +91,7 @@ def convert_voice(
     if not source.voiced.any():
         raise NoVoicedSpeechError("the speech to convert has no voiced frames")
     f0_hz = map_log_f0(source.f0_hz, profile, adjustment.pitch_semitones, adjustment.pitch_range_scale)
-    envelope = convert_envelope(source, profile)
+    envelope = convert_envelope(source, profile, spread_ratio_bounds)
     aperiodicity = convert_aperiodicity(source, profile)
     converted = pyworld.synthesize(
         f0_hz, envelope, aperiodicity, source.sample_rate_hz, source.frame_period_ms / adjustment.speed
@@ -111,7 +117,9 @@ def map_log_f0(
     return mapped
 
 
-def convert_envelope(source: WorldFeatures, profile: VoiceProfile) -> np.ndarray:
+def convert_envelope(
+    source: WorldFeatures, profile: VoiceProfile, spread_ratio_bounds: tuple[float, float] = UNBOUNDED_SPREAD_RATIO
+) -> np.ndarray:
     """Warp the source envelope toward the target's, then match mel-cepstral mean and spread.
 
     c0 (overall level) is left alone; the output level is set afterwards. Voiced frames, where the
@@ -126,7 +134,9 @@ def convert_envelope(source: WorldFeatures, profile: VoiceProfile) -> np.ndarray
         warp_envelope(source.spectral_envelope, factor, source.sample_rate_hz), source.sample_rate_hz
     )
     mapped = mcep.copy()
-    mapped[:, 1:] = _match_statistics(mcep[:, 1:], mcep[source.voiced, 1:], profile.mcep_mean[1:], profile.mcep_std[1:])
+    mapped[:, 1:] = _match_statistics(
+        mcep[:, 1:], mcep[source.voiced, 1:], profile.mcep_mean[1:], profile.mcep_std[1:], spread_ratio_bounds
+    )
     if profile.unvoiced_mcep_mean:
         unvoiced = ~source.voiced
         audible_unvoiced = audible(mcep[unvoiced])
@@ -136,18 +146,24 @@ def convert_envelope(source: WorldFeatures, profile: VoiceProfile) -> np.ndarray
                 audible_unvoiced[:, 1:],
                 profile.unvoiced_mcep_mean[1:],
                 profile.unvoiced_mcep_std[1:],
+                spread_ratio_bounds,
             )
     return decode_envelope(mapped, source.sample_rate_hz, source.fft_size)
 
 
 def _match_statistics(
-    frames: np.ndarray, source_frames: np.ndarray, target_mean: Sequence[float], target_std: Sequence[float]
+    frames: np.ndarray,
+    source_frames: np.ndarray,
+    target_mean: Sequence[float],
+    target_std: Sequence[float],
+    spread_ratio_bounds: tuple[float, float],
 ) -> np.ndarray:
-    """``frames`` ``[n, d]`` moved so that ``source_frames`` would get the target's per-dimension mean and spread."""
+    """``frames`` ``[n, d]`` moved so that ``source_frames`` would get the target's per-dimension mean and
+    spread, each dimension's spread scaled by no less and no more than ``spread_ratio_bounds``."""
     source_mean, source_std = source_frames.mean(axis=0), source_frames.std(axis=0)
     target_mean, target_std = np.asarray(target_mean), np.asarray(target_std)
     scale = np.divide(target_std, source_std, out=np.ones_like(target_std), where=source_std > 0)
-    return (frames - source_mean) * scale + target_mean
+    return (frames - source_mean) * np.clip(scale, *spread_ratio_bounds) + target_mean
 
 
 def convert_aperiodicity(source: WorldFeatures, profile: VoiceProfile) -> np.ndarray:

@@ -122,7 +122,9 @@ class WorldConversionEngine:
         started = time.perf_counter()
         gender = "female" if profile.f0_median_hz >= FEMALE_BASE_VOICE_MIN_F0_HZ else "male"
         base_samples, base_rate_hz = self._tts.synthesize(text, language, self._words_per_minute, voice_gender=gender)
-        samples, sample_rate_hz = convert_voice(base_samples, base_rate_hz, profile, controls.prosody())
+        samples, sample_rate_hz = convert_voice(
+            base_samples, base_rate_hz, profile, controls.prosody(), self._tts.spread_ratio_bounds(language)
+        )
         return _timed_output(samples, sample_rate_hz, started)
 
     def check_language(self, language: str) -> None:

@@ -31,6 +31,8 @@ from processors.constants import (
     MAX_TEXT_CHARACTERS,
     MAX_WORDS_PER_MINUTE,
     MIN_WORDS_PER_MINUTE,
+    PIPER_SPREAD_RATIO_BOUNDS,
+    UNBOUNDED_SPREAD_RATIO,
 )
 from processors.errors import (
     ExternalToolMissingError,
@@ -48,6 +50,10 @@ PIPE_READ_BYTES = 1 << 16
 
 class BaseTTS(Protocol):
     def supported_languages(self) -> frozenset[str]: ...
+
+    def spread_ratio_bounds(self, language: str) -> tuple[float, float]:
+        """How far conversion may scale each mel-cepstral order's spread of this voice's speech."""
+        ...
 
     def synthesize(
         self, text: str, language: str, words_per_minute: int = ..., voice_gender: VoiceGender = ...
@@ -70,6 +76,9 @@ class EspeakTTS:
 
     def supported_languages(self) -> frozenset[str]:
         return frozenset(ESPEAK_VOICES)
+
+    def spread_ratio_bounds(self, language: str) -> tuple[float, float]:
+        return UNBOUNDED_SPREAD_RATIO
 
     def synthesize(
         self,
@@ -244,6 +253,9 @@ class PiperTTS:
     def supported_languages(self) -> frozenset[str]:
         return frozenset({self._language})
 
+    def spread_ratio_bounds(self, language: str) -> tuple[float, float]:
+        return PIPER_SPREAD_RATIO_BOUNDS
+
     def synthesize(
         self,
         text: str,
@@ -272,6 +284,9 @@ class LanguageRoutedTTS:
 
     def supported_languages(self) -> frozenset[str]:
         return self._fallback.supported_languages() | frozenset(self._voices)
+
+    def spread_ratio_bounds(self, language: str) -> tuple[float, float]:
+        return self._voices.get(language, self._fallback).spread_ratio_bounds(language)
 
     def synthesize(
         self,

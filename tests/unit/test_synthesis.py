@@ -197,3 +197,16 @@ def test_engine_speaks_malayalam_in_the_profiled_voice(engine, english_voice_pro
     assert median_f0_hz(output.samples, output.sample_rate_hz) == pytest.approx(
         english_voice_profile.f0_median_hz, rel=0.15
     )
+
+
+def voiced_mcep_spread(samples, rate_hz):
+    features = analyse_world(samples, rate_hz)
+    return encode_envelope(features.spectral_envelope[features.voiced], ANALYSIS_SAMPLE_RATE_HZ)[:, 1:13].std(axis=0)
+
+
+def test_bounded_spread_keeps_more_of_the_base_voices_formant_movement(male_base_speech, english_voice_profile):
+    unbounded, rate_hz = convert_voice(*male_base_speech, english_voice_profile)
+    bounded, _ = convert_voice(*male_base_speech, english_voice_profile, spread_ratio_bounds=(0.8, 1.25))
+
+    bounded_spread, unbounded_spread = voiced_mcep_spread(bounded, rate_hz), voiced_mcep_spread(unbounded, rate_hz)
+    assert np.mean(bounded_spread / unbounded_spread) > 1.1

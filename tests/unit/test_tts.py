@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from processors.constants import PIPER_SPREAD_RATIO_BOUNDS, UNBOUNDED_SPREAD_RATIO
 from processors.errors import SynthesisError
-from processors.tts import EspeakTTS
+from processors.tts import EspeakTTS, LanguageRoutedTTS
 
 SENTENCE = "The birch canoe slid on the smooth planks."
 
@@ -109,3 +110,20 @@ def test_a_hung_program_is_a_named_error_not_a_hung_worker():
 
     assert samples.size > 0
     assert program not in espeak_programs_of_this_process()
+
+
+class NaturalEnglishVoice:
+    """Stands in for a Piper voice (an optional extra) in routing tests."""
+
+    def supported_languages(self) -> frozenset[str]:
+        return frozenset({"en"})
+
+    def spread_ratio_bounds(self, language: str) -> tuple[float, float]:
+        return PIPER_SPREAD_RATIO_BOUNDS
+
+
+def test_each_language_is_converted_with_the_bounds_of_the_voice_that_speaks_it(espeak_tts):
+    routed = LanguageRoutedTTS(espeak_tts, {"en": NaturalEnglishVoice()})
+
+    assert routed.spread_ratio_bounds("en") == PIPER_SPREAD_RATIO_BOUNDS
+    assert routed.spread_ratio_bounds("ml") == UNBOUNDED_SPREAD_RATIO
