@@ -37,11 +37,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from infra.speech_assets import czech_actor_utterance, heldout_utterance, reference_utterance  # noqa: E402
 from processors.audio import normalise_loudness, resample  # noqa: E402
-from processors.constants import FEMALE_BASE_VOICE_MIN_F0_HZ, OUTPUT_SAMPLE_RATE_HZ  # noqa: E402
+from processors.constants import OUTPUT_SAMPLE_RATE_HZ  # noqa: E402
 from processors.conversion import map_log_f0  # noqa: E402
 from processors.scoring import DnsmosEstimator, WhisperTranscriber, word_error_rate  # noqa: E402
 from processors.speaker import SpeakerEncoder, cosine_similarity  # noqa: E402
-from processors.synthesis import SynthesisControls, SynthesisEngine, WorldConversionEngine  # noqa: E402
+from processors.synthesis import (  # noqa: E402
+    SynthesisControls,
+    SynthesisEngine,
+    WorldConversionEngine,
+    base_voice_gender,
+)
 from processors.tts import BaseTTS  # noqa: E402
 from processors.voice_profile import VoiceProfile, analyse_world, build_profile  # noqa: E402
 from processors.cloning import default_base_voice  # noqa: E402
@@ -192,8 +197,7 @@ def clone_and_measure(
 
 def _base_voice_speech(base_voice: BaseTTS, sentence: str, profile: VoiceProfile) -> tuple[np.ndarray, int]:
     """The base voice the engine would start from for this target (espeak's female variant for high voices)."""
-    gender = "female" if profile.f0_median_hz >= FEMALE_BASE_VOICE_MIN_F0_HZ else "male"
-    return base_voice.synthesize(sentence, "en", voice_gender=gender)
+    return base_voice.synthesize(sentence, "en", voice_gender=base_voice_gender(profile))
 
 
 def pitch_only_baseline(samples: np.ndarray, rate_hz: int, profile: VoiceProfile) -> np.ndarray:

@@ -19,9 +19,13 @@ from processors.constants import (
 )
 from processors.conversion import SEMITONES_PER_OCTAVE, warp_envelope
 from processors.errors import InvalidMorphError, InvalidVoiceTransformError
-from processors.voice_profile import VoiceProfile, as_floats, decode_envelope, encode_envelope
-
-ENVELOPE_FFT_SIZE = 1024  # WORLD's envelope size at 16 kHz for a 60 Hz F0 floor
+from processors.voice_profile import (
+    PROFILE_ENVELOPE_FFT_SIZE,
+    VoiceProfile,
+    as_floats,
+    decode_envelope,
+    encode_envelope,
+)
 
 
 def morph_profiles(profiles: Sequence[VoiceProfile], weights: Sequence[float]) -> VoiceProfile:
@@ -90,7 +94,7 @@ def _warped_mean(mean_mcep: tuple[float, ...], formant_factor: float, sample_rat
     """A mean mel-cepstrum whose envelope is stretched in frequency by ``formant_factor``; none stays none."""
     if not mean_mcep:
         return ()
-    mean_envelope = decode_envelope(np.asarray([mean_mcep]), sample_rate_hz, ENVELOPE_FFT_SIZE)
+    mean_envelope = decode_envelope(np.asarray([mean_mcep]), sample_rate_hz, PROFILE_ENVELOPE_FFT_SIZE)
     return as_floats(encode_envelope(warp_envelope(mean_envelope, formant_factor, sample_rate_hz), sample_rate_hz)[0])
 
 

@@ -22,7 +22,7 @@ from processors.constants import (
 from processors.conversion import ProsodyAdjustment, convert_voice
 from processors.errors import InvalidControlsError, UnsupportedLanguageError
 from processors.text import TextChunk, chunk_text
-from processors.tts import BaseTTS
+from processors.tts import BaseTTS, VoiceGender
 from processors.voice_profile import VoiceProfile
 
 
@@ -120,8 +120,9 @@ class WorldConversionEngine:
     ) -> SynthesisOutput:
         """One short, already normalised piece of text (a :class:`TextChunk`'s ``text``)."""
         started = time.perf_counter()
-        gender = "female" if profile.f0_median_hz >= FEMALE_BASE_VOICE_MIN_F0_HZ else "male"
-        base_samples, base_rate_hz = self._tts.synthesize(text, language, self._words_per_minute, voice_gender=gender)
+        base_samples, base_rate_hz = self._tts.synthesize(
+            text, language, self._words_per_minute, voice_gender=base_voice_gender(profile)
+        )
         samples, sample_rate_hz = convert_voice(
             base_samples, base_rate_hz, profile, controls.prosody(), self._tts.spread_ratio_bounds(language)
         )
@@ -134,6 +135,11 @@ class WorldConversionEngine:
             raise UnsupportedLanguageError(
                 f"no text-to-speech voice for language {language!r}; supported: {', '.join(sorted(supported))}"
             )
+
+
+def base_voice_gender(profile: VoiceProfile) -> VoiceGender:
+    """The base voice variant a target starts from: female above ``FEMALE_BASE_VOICE_MIN_F0_HZ``."""
+    return "female" if profile.f0_median_hz >= FEMALE_BASE_VOICE_MIN_F0_HZ else "male"
 
 
 def _timed_output(samples: np.ndarray, sample_rate_hz: int, started: float) -> SynthesisOutput:

@@ -126,6 +126,9 @@ class VoiceProfile:
         return profile
 
 
+PROFILE_ENVELOPE_FFT_SIZE = pyworld.get_cheaptrick_fft_size(ANALYSIS_SAMPLE_RATE_HZ, F0_FLOOR_HZ)  # resolves F0_FLOOR_HZ
+
+
 def analyse_world(
     samples: np.ndarray,
     sample_rate_hz: int,
@@ -152,7 +155,7 @@ def analyse_world(
         speed=DIO_DOWNSAMPLING,
     )
     f0_hz = pyworld.stonemask(speech, coarse_f0, times, ANALYSIS_SAMPLE_RATE_HZ)
-    envelope_fft_size = fft_size or pyworld.get_cheaptrick_fft_size(ANALYSIS_SAMPLE_RATE_HZ, F0_FLOOR_HZ)
+    envelope_fft_size = fft_size or PROFILE_ENVELOPE_FFT_SIZE
     envelope = _at_sparse_frames(
         pyworld.cheaptrick, speech, f0_hz, times, envelope_interval_ms, envelope_fft_size, in_log_domain=True
     )
