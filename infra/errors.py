@@ -59,3 +59,7 @@ class ServiceNotReadyError(StackError):
 
 class ServiceStopError(StackError):
     """A stack service could not be stopped."""
+
+
+class AssetUnavailable(InfraError):
+    """A packaged model or voice asset is not installed or could not be unpacked."""

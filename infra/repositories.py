@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from infra.errors import InfraError
-from processors.audit_chain import GENESIS_HASH, audit_record_hash
+from processors.trust.audit_chain import GENESIS_HASH, audit_record_hash
 
 # Serialises appends to the single audit chain across every worker process.
 _AUDIT_CHAIN_LOCK_ID = 0x617564697463
@@ -184,6 +184,12 @@ class ProfileRepository:
             voice_id,
         )
 
+    async def version(self, *, voice_id: str, version: int) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(
+            "SELECT voice_id, version, profile, sample_ids FROM voice_profiles WHERE voice_id = $1 AND version = $2",
+            voice_id, version,
+        )
+
     async def closest_protected_voice(self, *, embedding, other_than: str) -> tuple[str, float] | None:
         """The protected voice (any profile version) whose speaker embedding is nearest, with its cosine."""
         row = await self.pool.fetchrow(
@@ -226,16 +232,16 @@ class SynthesisRepository:
         self, *, synthesis_id: uuid.UUID, voice_id: str, tenant_id: str, text: str, language: str,
         purpose: str, controls: dict[str, Any], requested_at: datetime, status: str,
         reason: str | None = None, consent_id: uuid.UUID | None = None, profile_version: int | None = None,
-        profile: dict[str, Any] | None = None, chunk_count: int | None = None,
+        profile: dict[str, Any] | None = None, chunk_count: int | None = None, engine: str = "kokoro",
     ) -> bool:
         """True when this is the first time the request is recorded."""
         inserted = await self.pool.fetchval(
             "INSERT INTO syntheses (synthesis_id, voice_id, tenant_id, text, language, purpose, controls,"
-            " requested_at, status, reason, consent_id, profile_version, profile, chunk_count)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)"
+            " requested_at, status, reason, consent_id, profile_version, profile, chunk_count, engine)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
             " ON CONFLICT (synthesis_id) DO NOTHING RETURNING 1",
             synthesis_id, voice_id, tenant_id, text, language, purpose, controls, requested_at, status,
-            reason, consent_id, profile_version, profile, chunk_count,
+            reason, consent_id, profile_version, profile, chunk_count, engine,
         )
         return inserted is not None
 

@@ -38,8 +38,16 @@ class Settings(BaseSettings):
 
     piper_voice: Path | None = Field(default=None, description="any Piper voice .onnx file for English (with base_voice piper/auto)")
     audit_key_hex: str | None = Field(default=None, description="32-byte audit-chain HMAC key, hex; generated under data_dir if unset")
+    engine: Literal["kokoro", "espeak", "piper"] = Field(
+        default="kokoro", description="default synthesis engine: Kokoro-82M (neural), or WORLD conversion of espeak-ng "
+                                      "(fastest) or Piper; a request's `engine` overrides it")
+    kokoro_threads: int = Field(default=2, ge=1, description="onnxruntime threads of the Kokoro engine")
+    refinement_steps: int = Field(
+        default=24, ge=0, le=200, description="gradient steps of the refined voice's style fit; 0: instant voices only")
+    stages: list[str] | None = Field(
+        default=None, description="stages this worker runs (e.g. synthesis,watermark); all when unset")
     base_voice: Literal["espeak", "piper", "auto"] = Field(
-        default="espeak", description="base TTS: espeak-ng, or Piper for English (GPL, optional extra)")
+        default="espeak", description="base TTS of WORLD conversion: espeak-ng, or Piper for English (GPL, optional extra)")
     watermark_key_hex: str | None = Field(default=None, description="32-byte key, hex; generated under data_dir if unset")
     synthesis_rate_limit: int = Field(default=30, ge=1, description="synthesis requests per tenant per window")
     synthesis_rate_window_s: float = Field(default=60.0, gt=0)

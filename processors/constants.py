@@ -74,7 +74,7 @@ MIN_PROFILE_VOICED_S = 1.0
 MIN_VOICED_SEGMENT_MS = 30.0  # shorter voiced stretches are F0-tracker flicker, not syllables
 
 # Voice profile
-VOICE_PROFILE_VERSION = 2  # 2 added aperiodicity and unvoiced-envelope statistics; version 1 profiles still load
+VOICE_PROFILE_VERSION = 3  # 2 added aperiodicity and unvoiced-envelope statistics, 3 the Kokoro voice; 1 and 2 still load
 SAME_SPEAKER_MIN_SIMILARITY = 0.75  # same voice, other sentences: 0.85-0.96; other voices: 0.4-0.7
 F0_RANGE_LOW_PERCENTILE = 5.0
 F0_RANGE_HIGH_PERCENTILE = 95.0
@@ -157,3 +157,35 @@ VAD_MIN_SILENCE_MS = 100  # shorter pauses do not split a stretch
 DNSMOS_EXCERPT_S = 10.0  # DNSMOS hears 9 s windows; one excerpt this long is one window
 DNSMOS_MAX_EXCERPTS = 3  # spread over the speech, so a long upload costs no more to score than 30 s
 MIN_INGEST_DNSMOS = 2.5  # clean read speech scores 3.0-3.3; with 5 dB noise, about 1.8
+
+# Kokoro-82M (neural base voice with a 256-d style vector)
+KOKORO_SAMPLE_RATE_HZ = 24000
+KOKORO_STYLE_SIZE = 256
+KOKORO_DECODER_STYLE_DIMS = 128  # style[:128] conditions the decoder (timbre), style[128:] the prosody predictor
+KOKORO_STYLE_ROWS = 510  # a pack has one style row per token count 1..510
+KOKORO_MAX_TOKENS = 510
+KOKORO_TRIM_LEVEL = 0.01  # |sample| under this at either end of a render is silence Kokoro pads with
+KOKORO_TRIM_PADDING_MS = 30.0
+# Instant voices: blend of the stock packs nearest the reference by speaker embedding
+INSTANT_VOICE_CANDIDATES = 8  # nearest packs the blend may draw on
+INSTANT_VOICE_BLEND_STEPS = 300  # projected-gradient steps over the simplex of blend weights
+INSTANT_VOICE_MIN_WEIGHT = 0.02  # lighter packs are dropped from the blend and the rest renormalised
+# Speech each stock pack is embedded from (computed once per pack set and cached)
+PACK_EMBEDDING_PHRASES = (
+    "The quick brown fox jumps over the lazy dog, and keeps on running.",
+    "We will meet again next Tuesday at the old library near the station.",
+)
+KOKORO_GENDER_SHIFT_SCALE = 0.5  # gender shift 1.0 moves the style half the female-male pack-mean gap
+# Refined voices: the style fit renders these phrases (its objective) and checks intelligibility on the others
+REFINEMENT_PHRASES = (
+    "Please call Stella and ask her to bring these things with her from the store.",
+    "The rainbow is a division of white light into many beautiful colours.",
+    "Six spoons of fresh snow peas, five thick slabs of blue cheese.",
+)
+REFINEMENT_CHECK_SENTENCES = (
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background.",
+)
+# a refined voice is kept only if Whisper's WER on its renders is at most this much above the instant voice's
+REFINEMENT_MAX_WER_INCREASE = 0.02
+REFINEMENT_TIMEOUT_S = 1800.0  # a fit that runs longer is stopped and the instant voice stays

@@ -119,3 +119,11 @@ class SpeechDetectorUnavailableError(ProcessorError):
 
 class SpeakerModelError(ProcessorError):
     """The speaker encoder's weights are missing or not the checkpoint it expects."""
+
+
+class VoiceFittingError(ProcessorError):
+    """A voice could not be fitted to the reference (too little speech, no usable start)."""
+
+
+class FittingDivergedError(VoiceFittingError):
+    """The fit's objective or parameters became non-finite; the previous voice stays."""

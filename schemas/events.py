@@ -6,7 +6,7 @@ Audio never rides in Kafka: events carry object-store keys (claim check).
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -59,7 +59,7 @@ class SampleRejected(Event):
 class ConsentGranted(Event):
     """The voice owner's Ed25519-signed consent document.
 
-    `signature` is Ed25519 over the canonical consent bytes (see processors.consent); the owner's
+    `signature` is Ed25519 over the canonical consent bytes (see processors.trust.consent); the owner's
     public key is the raw 32-byte key, base64.
     """
 
@@ -124,8 +124,20 @@ class AdaptationRequested(Event):
     sample_ids: list[uuid.UUID] = []
 
 
+VoiceTier = Literal["instant", "refined"]
+
+
 class VoiceReady(Event):
+    """A new profile version can speak. `tier` "instant" comes first, in seconds (a blend of Kokoro's
+    stock voices nearest the samples); "refined" follows when the style fit is done and kept.
+
+    `similarity_objective` is the speaker encoder's cosine between the voice's renders and the samples
+    (the encoder the fit optimises, so a flattering figure); null where not measured.
+    """
+
     type: Literal["voice.ready"] = "voice.ready"
+    latest_schema_version: ClassVar[int] = 2  # v2 added `tier` and `similarity_objective`; v1 events still parse (the fields default)
+    schema_version: int = 2
     adaptation_id: uuid.UUID
     profile_version: int
     sample_count: int
@@ -134,12 +146,40 @@ class VoiceReady(Event):
     f0_median_hz: float
     inconsistent_sample_ids: list[uuid.UUID] = []
     adaptation_s: float
+    tier: VoiceTier = "instant"
+    similarity_objective: float | None = None
 
 
 class AdaptationFailed(Event):
+    """Adaptation (`tier` "instant") or its refinement ("refined") did not give a new version; the previous one stays."""
+
     type: Literal["adaptation.failed"] = "adaptation.failed"
+    latest_schema_version: ClassVar[int] = 2  # v2 added `tier`; v1 events still parse (the fields default)
+    schema_version: int = 2
     adaptation_id: uuid.UUID
     reason: str
+    tier: VoiceTier = "instant"
+
+
+class AdaptationRefinementRequested(Event):
+    """Internal: fit the style of the instant voice at `profile_version` to the samples (`steps` of gradient ascent)."""
+
+    type: Literal["adaptation.refinement_requested"] = "adaptation.refinement_requested"
+    adaptation_id: uuid.UUID
+    profile_version: int = Field(ge=1)
+    steps: int = Field(ge=1, le=200)
+
+
+class AdaptationProgress(Event):
+    """Long adaptation work under way: `percent` done of `tier`, and the fit's objective so far."""
+
+    type: Literal["adaptation.progress"] = "adaptation.progress"
+    adaptation_id: uuid.UUID
+    tier: VoiceTier
+    percent: float = Field(ge=0, le=100)
+    step: int = Field(ge=0)
+    steps: int = Field(ge=1)
+    similarity_objective: float | None = None
 
 
 # --- synthesis / watermark -------------------------------------------------------------------
@@ -172,12 +212,17 @@ class SynthesisRequested(Event):
     """
 
     type: Literal["synthesis.requested"] = "synthesis.requested"
+    latest_schema_version: ClassVar[int] = 2  # v2 added `engine`; v1 events still parse (the fields default)
+    schema_version: int = 2
     synthesis_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     text: str = Field(min_length=1, max_length=200_000)
     language: str = Field(default="en", min_length=2, max_length=16)
     purpose: str = Field(min_length=1, max_length=64)
     controls: SynthesisControls = SynthesisControls()
     voice_mix: list[VoiceWeight] = Field(default=[], max_length=4)
+    engine: Literal["kokoro", "espeak", "piper"] | None = Field(
+        default=None, description="kokoro (neural, default), espeak (fastest: espeak-ng + WORLD), piper (+ WORLD); "
+                                  "null: the worker's setting")
 
 
 class SynthesisChunkRequested(Event):

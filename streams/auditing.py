@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from infra.repositories import AuditEntry, AuditRepository
 from infra.settings import Settings
-from processors.audit_chain import ChainEntry, ChainVerification, verify_audit_chain
+from processors.trust.audit_chain import ChainEntry, ChainVerification, verify_audit_chain
 from streams.session import database
 
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from infra.objectstore import ObjectStore
-from processors.consent import sign_consent, sign_revocation
+from processors.trust.consent import sign_consent, sign_revocation
 from schemas.envelope import utc_now
 from schemas.events import ConsentGranted, ConsentRevoked, SampleUploaded
 from streams.handlers.consent import consent_document

@@ -7,11 +7,13 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 from infra.objectstore import ObjectStore
+from processors.constants import REFINEMENT_MAX_WER_INCREASE
+from infra.refiner import StyleFit, SubprocessRefiner
 from infra.repositories import Repositories
-from schemas.envelope import utc_now
+from schemas.envelope import Event, utc_now
 
 log = logging.getLogger("voxflow.models")
 
@@ -27,17 +29,24 @@ class Limits:
     # same speaker measures 0.92-0.96 on Resemblyzer, different speakers 0.44-0.71
     spoken_consent_min_similarity: float = 0.80
     protected_voice_min_similarity: float = 0.80
+    refinement_steps: int = 24  # 0: voices stay instant (no style fit)
+    refinement_max_wer_increase: float = REFINEMENT_MAX_WER_INCREASE
 
 
 class VoiceModels:
-    """Speaker encoder, synthesis engine, VAD and quality scorers, each loaded once on first use.
+    """Speaker encoder, synthesis engines, VAD and quality scorers, each loaded once on first use.
 
-    Imports happen on first use too: a unit test of one handler should not pay for every model.
+    ``engine_name`` is the default engine ("kokoro", or "espeak"/"piper" for WORLD conversion of
+    that base voice); a request may name another. Imports happen on first use too: a unit test of
+    one handler should not pay for every model.
     """
 
-    def __init__(self, base_voice: str = "espeak", piper_voice: Path | None = None):
+    def __init__(self, engine_name: str = "kokoro", base_voice: str = "espeak", piper_voice: Path | None = None,
+                 kokoro_threads: int = 2):
+        self.engine_name = engine_name
         self.base_voice = base_voice
         self.piper_voice = piper_voice
+        self.kokoro_threads = kokoro_threads
         self._lock = threading.RLock()
         self._loaded: dict[str, object] = {}
 
@@ -49,37 +58,96 @@ class VoiceModels:
 
     @property
     def encoder(self):
-        from processors.speaker import SpeakerEncoder
+        from processors.voice.speaker import SpeakerEncoder
 
         return self._once("encoder", SpeakerEncoder)
 
     @property
     def engine(self):
+        """The default engine."""
+        return self.engine_for(None)
+
+    def engine_name_for(self, requested: str | None, language: str) -> str:
+        """The engine a request gets: the one it names, else the default where it speaks ``language``, else espeak."""
+        if requested is not None:
+            return requested
+        if self.engine_name == "kokoro":
+            from processors.synthesis.kokoro_text import supported_languages
+
+            return "kokoro" if language in supported_languages() else "espeak"
+        return self.engine_name
+
+    def engine_for(self, name: str | None):
+        """The engine called ``name`` ("kokoro", "espeak", "piper"), or the default for ``None``."""
+        name = name or self.engine_name
+        if name == "kokoro":
+            return self._once("engine:kokoro", self._load_kokoro_engine)
         from processors.cloning import default_engine
 
-        return self._once("engine", lambda: default_engine(self.base_voice, self.piper_voice))
+        base_voice = name if name in ("espeak", "piper") else self.base_voice
+        return self._once(f"engine:{base_voice}", lambda: default_engine(base_voice, self.piper_voice))
+
+    @property
+    def kokoro(self):
+        from infra.kokoro_assets import kokoro_model_path, kokoro_vocabulary
+        from processors.synthesis.kokoro import KokoroSynthesizer
+
+        return self._once("kokoro", lambda: KokoroSynthesizer(kokoro_model_path(), kokoro_vocabulary(),
+                                                              self.kokoro_threads))
+
+    @property
+    def stock_voices(self):
+        """Kokoro's stock packs with their speaker embeddings (computed once per machine, then cached)."""
+        from infra.kokoro_assets import load_stock_voices
+        from processors.constants import PACK_EMBEDDING_PHRASES
+        from processors.synthesis.kokoro import embed_stock_packs
+
+        def embed(stock):
+            log.info("embedding Kokoro's %d stock voices once (cached afterwards)", len(stock.names))
+            return embed_stock_packs(self.kokoro, self.encoder, stock, PACK_EMBEDDING_PHRASES)
+
+        return self._once("stock_voices", lambda: load_stock_voices(embed))
+
+    def _load_kokoro_engine(self):
+        from processors.synthesis.kokoro import KokoroEngine
+
+        return KokoroEngine(self.kokoro, self.stock_voices)
 
     @property
     def vad(self):
-        from processors.vad import SpeechDetector
+        from processors.audio.vad import SpeechDetector
 
         return self._once("vad", SpeechDetector)
 
     @property
     def dnsmos(self):
-        from processors.scoring import DnsmosEstimator
+        from processors.scoring.quality import DnsmosEstimator
 
         return self._once("dnsmos", DnsmosEstimator)
 
     @property
-    def scorer(self):
-        from processors.scoring import QualityScorer, WhisperTranscriber
+    def transcriber(self):
+        from processors.scoring.quality import WhisperTranscriber
 
-        return self._once("scorer", lambda: QualityScorer(self.encoder, WhisperTranscriber(), self.dnsmos))
+        return self._once("transcriber", WhisperTranscriber)
+
+    @property
+    def scorer(self):
+        from processors.scoring.quality import QualityScorer
+
+        return self._once("scorer", lambda: QualityScorer(self.encoder, self.transcriber, self.dnsmos))
 
     def warm_up(self) -> None:
         for model in (self.encoder, self.engine, self.scorer, self.vad):
             log.info("loaded %s", type(model).__name__)
+
+
+class StyleRefiner(Protocol):
+    async def refine(self, *, style_table, target_embedding, phrases, steps: int, on_progress) -> StyleFit: ...
+
+
+class ProgressPublisher(Protocol):
+    async def publish(self, event: Event) -> None: ...
 
 
 @dataclass
@@ -90,3 +158,9 @@ class StageContext:
     models: VoiceModels = field(default_factory=VoiceModels)
     limits: Limits = field(default_factory=Limits)
     clock: Callable[[], datetime] = utc_now
+    refiner: StyleRefiner = field(default_factory=SubprocessRefiner)
+    progress: ProgressPublisher | None = None  # progress events go out as they happen, not with the outcome
+
+    async def report_progress(self, event: Event) -> None:
+        if self.progress is not None:
+            await self.progress.publish(event)

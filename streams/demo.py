@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from infra.embedded import EmbeddedStack
 from infra.settings import Settings
 from infra.speech_assets import reference_utterance
-from processors.audio import decode_audio, encode_wav, to_mono
-from processors.speaker import SpeakerEncoder, cosine_similarity
-from processors.watermark import detect_watermark
+from processors.audio.codec_quality import decode_audio, encode_wav, to_mono
+from processors.voice.speaker import SpeakerEncoder, cosine_similarity
+from processors.trust.watermark import detect_watermark
 from schemas.events import AdaptationRequested, SynthesisControls, SynthesisRequested
 from streams.auditing import verify_audit_log
 from streams.client import signed_consent, upload_sample
@@ -70,10 +70,11 @@ async def _journey(settings: Settings, out_dir: Path) -> dict:
         ))
         log.info("uploaded %d samples, consent and adaptation request for %s; waiting for the voice",
                  len(sample_events), voice_id)
-        ready = await results.wait_for(correlation_id, {"voice.ready", "adaptation.failed"}, 1, timeout_s=300)
-        if not ready or ready[0].type != "voice.ready":
-            return _failed_summary("the voice did not become ready", ready)
-        log.info("voice ready (profile v%d); sending %d synthesis requests", ready[0].profile_version, len(REQUESTS))
+        ready = await _wait_for_voice(settings, results, correlation_id)
+        if ready is None:
+            return _failed_summary("the voice did not become ready", await _adaptation_outcomes(results, correlation_id))
+        log.info("voice ready (%s, profile v%d); sending %d synthesis requests", ready.tier, ready.profile_version,
+                 len(REQUESTS))
         for text, controls in REQUESTS:
             await session.publisher.publish(SynthesisRequested(
                 tenant_id=TENANT, voice_id=voice_id, correlation_id=correlation_id, text=text, language="en",
@@ -85,8 +86,36 @@ async def _journey(settings: Settings, out_dir: Path) -> dict:
         first_chunks = await results.wait_for(correlation_id, {"synthesis.chunk_ready"}, 0, timeout_s=0)
         outputs = await _fetch_outputs(session.store, completed, out_dir)
         audit = await _settled_audit(settings)
-    return _summary(settings, voice_id, ready[0], outcomes, completed, outputs, audit,
+        tiers = await _adaptation_outcomes(results, correlation_id)
+    return _summary(settings, voice_id, ready, tiers, outcomes, completed, outputs, audit,
                     [e for e in first_chunks if e.chunk_index == 0])
+
+
+async def _wait_for_voice(settings: Settings, results: ResultWatcher, correlation_id: uuid.UUID):
+    """The best voice adaptation gives: the refined one when refinement is on and kept, else the instant one."""
+    outcomes = {"voice.ready", "adaptation.failed"}
+    first = await results.wait_for(correlation_id, outcomes, 1, timeout_s=600)
+    if not first or first[0].type != "voice.ready":
+        return None
+    if settings.engine != "kokoro" or settings.refinement_steps == 0:
+        return first[0]
+    log.info("instant voice ready in %.1f s; refining it (%d steps, progress below)", first[0].adaptation_s,
+             settings.refinement_steps)
+    both = await results.wait_for(correlation_id, outcomes, 2, timeout_s=1800, on_event=_log_progress)
+    refined = [e for e in both if e.type == "voice.ready" and e.tier == "refined"]
+    if not refined:
+        log.info("refinement not kept: %s", "; ".join(e.reason for e in both if e.type == "adaptation.failed"))
+    return refined[0] if refined else first[0]
+
+
+def _log_progress(event) -> None:
+    if event.type == "adaptation.progress":
+        log.info("refining: %.0f %% (step %d/%d, objective similarity %.3f)", event.percent, event.step, event.steps,
+                 event.similarity_objective or 0.0)
+
+
+async def _adaptation_outcomes(results: ResultWatcher, correlation_id: uuid.UUID):
+    return await results.wait_for(correlation_id, {"voice.ready", "adaptation.failed"}, 0, timeout_s=0)
 
 
 async def _upload_real_speech(session, voice_id: str, correlation_id: uuid.UUID):
@@ -122,7 +151,7 @@ async def _settled_audit(settings: Settings, *, timeout_s: float = 30.0):
     return await verify_audit_log(settings)
 
 
-def _summary(settings, voice_id, ready, outcomes, completed, outputs, audit, first_chunks) -> dict:
+def _summary(settings, voice_id, ready, tiers, outcomes, completed, outputs, audit, first_chunks) -> dict:
     key = settings.watermark_key()
     encoder = SpeakerEncoder()
     reference = encoder.embed(*reference_utterance(HELD_OUT_SECONDS, offset=len(SAMPLE_SECONDS)))
@@ -135,6 +164,10 @@ def _summary(settings, voice_id, ready, outcomes, completed, outputs, audit, fir
     summary = {
         "voice_id": voice_id,
         "profile_version": ready.profile_version,
+        "engine": settings.engine,
+        "voice_tier": ready.tier,
+        "voice_tiers": {f"{e.tier}": (e.type == "voice.ready") for e in tiers},
+        "adaptation_s": {e.tier: e.adaptation_s for e in tiers if e.type == "voice.ready"},
         "syntheses_requested": len(REQUESTS),
         "syntheses_completed": len(completed),
         "syntheses_failed": [e.reason for e in outcomes if e.type == "synthesis.failed"],

@@ -38,14 +38,21 @@ class ResultWatcher:
     async def __aexit__(self, *exc_info) -> None:
         await self._consumer.stop()
 
-    async def wait_for(self, correlation_id: uuid.UUID, types: set[str], count: int, *,
-                       timeout_s: float) -> list[Event]:
-        """Events of the journey whose type is in `types`, once `count` of them arrived (or timeout)."""
-        return await self.wait_until(lambda e: e.correlation_id == correlation_id and e.type in types, count,
-                                     timeout_s=timeout_s)
+    async def wait_for(self, correlation_id: uuid.UUID, types: set[str], count: int, *, timeout_s: float,
+                       on_event: Callable[[Event], None] | None = None) -> list[Event]:
+        """Events of the journey whose type is in `types`, once `count` of them arrived (or timeout).
 
-    async def wait_until(self, predicate: Callable[[Event], bool], count: int = 1, *,
-                         timeout_s: float) -> list[Event]:
+        ``on_event`` sees every event of the journey that arrives meanwhile (progress, say).
+        """
+        def of_journey(event: Event) -> None:
+            if on_event is not None and event.correlation_id == correlation_id:
+                on_event(event)
+
+        return await self.wait_until(lambda e: e.correlation_id == correlation_id and e.type in types, count,
+                                     timeout_s=timeout_s, on_event=of_journey)
+
+    async def wait_until(self, predicate: Callable[[Event], bool], count: int = 1, *, timeout_s: float,
+                         on_event: Callable[[Event], None] | None = None) -> list[Event]:
         deadline = time.monotonic() + timeout_s
         while True:
             matching = [e for e in self._seen if predicate(e)]
@@ -53,7 +60,10 @@ class ResultWatcher:
                 return matching
             batches = await self._consumer.getmany(timeout_ms=500)
             for records in batches.values():
-                self._seen.extend(_parsed(records))
+                arrived = _parsed(records)
+                self._seen.extend(arrived)
+                for event in arrived if on_event is not None else ():
+                    on_event(event)
             await asyncio.sleep(0)
 
 

@@ -12,6 +12,7 @@ from streams.context import StageContext
 from streams.handlers.adaptation import adapt_voice
 from streams.handlers.consent import grant_consent, revoke_consent
 from streams.handlers.ingest import ingest_sample
+from streams.handlers.refinement import refine_voice
 from streams.handlers.records import append_audit_record, record_anomaly
 from streams.handlers.synthesis import accept_synthesis, synthesize_chunk
 from streams.handlers.watermark import detect_output, release_output
@@ -30,6 +31,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("ingest", topics.INGEST, {events.SampleUploaded: ingest_sample}),
     Stage("consent", topics.CONSENT, {events.ConsentGranted: grant_consent, events.ConsentRevoked: revoke_consent}),
     Stage("adaptation", topics.ADAPTATION, {events.AdaptationRequested: adapt_voice}),
+    # minutes of fitting per voice: its own topic, so instant voices never queue behind a fit
+    Stage("refinement", topics.REFINEMENT, {events.AdaptationRefinementRequested: refine_voice}),
     Stage("synthesis", topics.SYNTHESIS, {
         events.SynthesisRequested: accept_synthesis,
         events.SynthesisChunkRequested: synthesize_chunk,
@@ -58,6 +61,16 @@ AUDITED_DECISIONS: dict[type[Event], str] = {
     events.WatermarkDetected: "completed",
     events.DeadLettered: "rejected",
 }
+
+
+def stages_named(names: list[str] | None) -> tuple[Stage, ...]:
+    """The stages called ``names`` (all of them for ``None``); ValueError naming any unknown one."""
+    if not names:
+        return STAGES
+    unknown = sorted(set(names) - {stage.name for stage in STAGES})
+    if unknown:
+        raise ValueError(f"unknown stages {', '.join(unknown)}; known: {', '.join(stage.name for stage in STAGES)}")
+    return tuple(stage for stage in STAGES if stage.name in names)
 
 
 def audit_decision(event: Event) -> str | None:

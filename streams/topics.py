@@ -8,6 +8,7 @@ from schemas.envelope import Event
 INGEST = "voxflow.ingest"
 CONSENT = "voxflow.consent"
 ADAPTATION = "voxflow.adaptation"
+REFINEMENT = "voxflow.refinement"
 SYNTHESIS = "voxflow.synthesis"
 WATERMARK = "voxflow.watermark"
 RESULTS = "voxflow.results"
@@ -15,13 +16,14 @@ ANOMALIES = "voxflow.anomalies"
 AUDIT = "voxflow.audit"
 DEAD_LETTER = "voxflow.deadletter"
 
-ALL_TOPICS = (INGEST, CONSENT, ADAPTATION, SYNTHESIS, WATERMARK, RESULTS, ANOMALIES, AUDIT, DEAD_LETTER)
+ALL_TOPICS = (INGEST, CONSENT, ADAPTATION, REFINEMENT, SYNTHESIS, WATERMARK, RESULTS, ANOMALIES, AUDIT, DEAD_LETTER)
 
 TOPIC_OF: dict[type[Event], str] = {
     events.SampleUploaded: INGEST,
     events.ConsentGranted: CONSENT,
     events.ConsentRevoked: CONSENT,
     events.AdaptationRequested: ADAPTATION,
+    events.AdaptationRefinementRequested: REFINEMENT,
     events.SynthesisRequested: SYNTHESIS,
     events.SynthesisChunkRequested: SYNTHESIS,
     events.SynthesisProduced: WATERMARK,
@@ -33,6 +35,7 @@ TOPIC_OF: dict[type[Event], str] = {
     events.ConsentRevocationApplied: RESULTS,
     events.VoiceReady: RESULTS,
     events.AdaptationFailed: RESULTS,
+    events.AdaptationProgress: RESULTS,
     events.SynthesisChunkReady: RESULTS,
     events.SynthesisCompleted: RESULTS,
     events.SynthesisFailed: RESULTS,

@@ -17,7 +17,7 @@ from streams.context import Limits, StageContext, VoiceModels
 from streams.processing import MessageLocation, StageProcessor
 from streams.publisher import EventPublisher
 from streams.topics import ALL_TOPICS
-from streams.stages import STAGES, Stage
+from streams.stages import Stage, stages_named
 
 log = logging.getLogger("voxflow.worker")
 
@@ -41,7 +41,7 @@ def create_faust_app(settings: Settings, processor: StageProcessor) -> faust.App
         broker_session_timeout=6.0,
         broker_heartbeat_interval=1.0,
     )
-    for stage in STAGES:
+    for stage in stages_named(settings.stages):
         _add_stage_agent(app, stage, processor, settings)
     return app
 
@@ -79,18 +79,21 @@ class VoxflowWorker:
             repos=Repositories.over(self._pool, audit_key=settings.audit_key()),
             store=await open_object_store(settings),
             watermark_key=settings.watermark_key(),
-            models=VoiceModels(settings.base_voice, settings.piper_voice),
+            models=VoiceModels(settings.engine, settings.base_voice, settings.piper_voice, settings.kokoro_threads),
             limits=Limits(synthesis_rate_limit=settings.synthesis_rate_limit,
                           synthesis_rate_window_s=settings.synthesis_rate_window_s,
                           consent_failure_limit=settings.consent_failure_limit,
-                          require_spoken_consent=settings.require_spoken_consent),
+                          require_spoken_consent=settings.require_spoken_consent,
+                          refinement_steps=settings.refinement_steps),
+            progress=EventPublisher(self._producer),
         )
         log.info("loading speaker encoder and synthesis engine")
         await asyncio.to_thread(context.models.warm_up)
         processor = StageProcessor(context, EventPublisher(self._producer), max_attempts=settings.max_handler_attempts)
         self._app = create_faust_app(settings, processor)
         await self._app.start()
-        log.info("worker started: %d stage agents on %s", len(STAGES), settings.kafka_bootstrap)
+        log.info("worker started: stages %s on %s",
+                 ", ".join(stage.name for stage in stages_named(settings.stages)), settings.kafka_bootstrap)
         return self
 
     async def __aexit__(self, *exc_info) -> None:

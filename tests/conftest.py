@@ -60,4 +60,8 @@ def stack_settings(embedded_stack, s3_endpoint, tmp_path_factory) -> Settings:
         audit_key_hex="22" * 32,
         synthesis_rate_limit=8,
         synthesis_rate_window_s=60,
+        # delivery, consent and audit are the point here, not voices: the fastest engine, no style fits
+        # (tests/integration/test_voice_tiers.py runs Kokoro and the refined tier)
+        engine="espeak",
+        refinement_steps=0,
     )

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from infra.speech_assets import czech_actor_utterance, heldout_utterance, reference_utterance
-from processors.speaker import SpeakerEncoder
-from processors.tts import EspeakTTS
-from processors.voice_profile import VoiceProfile, build_profile
+from processors.voice.speaker import SpeakerEncoder
+from processors.synthesis.base_voices import EspeakTTS
+from processors.voice.profile import VoiceProfile, build_profile
 
 PROFILE_CHUNK_S = 6.0
 PROFILE_CHUNKS = 5
@@ -43,14 +43,14 @@ def english_speech_8s(english_reference_speech: tuple[np.ndarray, int]) -> np.nd
 
 @pytest.fixture(scope="session")
 def speech_detector():
-    from processors.vad import SpeechDetector
+    from processors.audio.vad import SpeechDetector
 
     return SpeechDetector()
 
 
 @pytest.fixture(scope="session")
 def dnsmos_estimator():
-    from processors.scoring import DnsmosEstimator
+    from processors.scoring.quality import DnsmosEstimator
 
     return DnsmosEstimator()
 
@@ -82,3 +82,53 @@ def english_voice_profile(
     speaker_encoder: SpeakerEncoder,
 ) -> VoiceProfile:
     return build_profile(english_profile_chunks, english_reference_speech[1], speaker_encoder)
+
+
+@pytest.fixture(scope="session")
+def kokoro_synthesizer():
+    from infra.kokoro_assets import kokoro_model_path, kokoro_vocabulary
+    from processors.synthesis.kokoro import KokoroSynthesizer
+
+    return KokoroSynthesizer(kokoro_model_path(), kokoro_vocabulary())
+
+
+@pytest.fixture(scope="session")
+def stock_voices(kokoro_synthesizer, speaker_encoder):
+    """Kokoro's 54 stock packs with their speaker embeddings (computed on the first run, then cached)."""
+    from infra.kokoro_assets import load_stock_voices
+    from processors.constants import PACK_EMBEDDING_PHRASES
+    from processors.synthesis.kokoro import embed_stock_packs
+
+    return load_stock_voices(
+        lambda stock: embed_stock_packs(kokoro_synthesizer, speaker_encoder, stock, PACK_EMBEDDING_PHRASES)
+    )
+
+
+@pytest.fixture(scope="session")
+def kokoro_engine(kokoro_synthesizer, stock_voices):
+    from processors.synthesis.kokoro import KokoroEngine
+
+    return KokoroEngine(kokoro_synthesizer, stock_voices)
+
+
+@pytest.fixture(scope="session")
+def english_kokoro_profile(english_voice_profile, stock_voices) -> VoiceProfile:
+    """The English reference speaker's profile with its instant Kokoro voice."""
+    from processors.voice.tiers import with_instant_voice
+
+    return with_instant_voice(english_voice_profile, stock_voices)
+
+
+@pytest.fixture(scope="session")
+def whisper_transcriber():
+    from processors.scoring.quality import WhisperTranscriber
+
+    return WhisperTranscriber()
+
+
+@pytest.fixture(scope="session")
+def independent_encoder():
+    """CAM++: a speaker encoder no voxflow fit optimises against, to judge fitted voices honestly."""
+    from infra.campplus_assets import campplus_encoder
+
+    return campplus_encoder()

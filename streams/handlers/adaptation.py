@@ -7,12 +7,19 @@ import time
 
 import numpy as np
 
-from processors.audio import decode_audio, to_mono
+from processors.audio.codec_quality import decode_audio, to_mono
 from processors.errors import ProcessorError
-from processors.speaker import cosine_similarity
-from processors.voice_profile import build_profile
+from processors.voice.speaker import cosine_similarity
+from processors.voice.profile import VoiceProfile, build_profile
+from processors.voice.tiers import with_instant_voice
 from schemas.envelope import Event
-from schemas.events import AdaptationFailed, AdaptationRequested, AnomalyDetected, VoiceReady
+from schemas.events import (
+    AdaptationFailed,
+    AdaptationRefinementRequested,
+    AdaptationRequested,
+    AnomalyDetected,
+    VoiceReady,
+)
 from streams.context import StageContext
 from streams.errors import WaitingForPrerequisites
 from streams.handlers.common import claim_voice
@@ -66,6 +73,7 @@ async def _build(event: AdaptationRequested, context: StageContext, accepted, co
         profile = await asyncio.to_thread(
             build_profile, [samples for samples, _ in audio], sample_rate_hz, context.models.encoder
         )
+        profile = await asyncio.to_thread(_with_instant_voice, profile, context)
     except ProcessorError as error:
         return await _fail(event, context, f"could not build a voice profile: {error}")
     mismatch = await _spoken_consent_mismatch(consent, profile, context)
@@ -84,12 +92,24 @@ async def _build(event: AdaptationRequested, context: StageContext, accepted, co
         status="completed", request=event.model_dump(mode="json"),
     )
     inconsistent = [sample_ids[i] for i in profile.inconsistent_samples]
-    return [event.follow_up(
+    ready = event.follow_up(
         VoiceReady, adaptation_id=event.adaptation_id, profile_version=version, sample_count=len(accepted),
         speech_s=round(sum(row["speech_s"] or 0.0 for row in accepted), 2),
         embedding_spread=round(float(profile.embedding_spread), 4), f0_median_hz=round(float(profile.f0_median_hz), 1),
-        inconsistent_sample_ids=inconsistent, adaptation_s=round(time.perf_counter() - started, 3),
-    )]
+        inconsistent_sample_ids=inconsistent, adaptation_s=round(time.perf_counter() - started, 3), tier="instant",
+    )
+    if profile.kokoro_voice is None or context.limits.refinement_steps == 0:
+        return [ready]
+    refinement = event.follow_up(AdaptationRefinementRequested, adaptation_id=event.adaptation_id,
+                                 profile_version=version, steps=context.limits.refinement_steps)
+    return [ready, refinement]
+
+
+def _with_instant_voice(profile: VoiceProfile, context: StageContext) -> VoiceProfile:
+    """The profile with its instant Kokoro voice, when Kokoro is the default engine."""
+    if context.models.engine_name != "kokoro":
+        return profile
+    return with_instant_voice(profile, context.models.stock_voices)
 
 
 async def _spoken_consent_mismatch(consent, profile, context: StageContext) -> str | None:

@@ -10,10 +10,10 @@ from datetime import timedelta
 
 from infra.errors import ObjectNotFound
 from infra.repositories import ConsentDecision
-from processors.audio import prepare_sample
+from processors.audio.codec_quality import prepare_sample
 from processors.constants import ANALYSIS_SAMPLE_RATE_HZ
-from processors.anomaly import consent_failure_burst
-from processors.consent import (
+from processors.trust.anomaly import consent_failure_burst
+from processors.trust.consent import (
     ConsentDocument,
     verify_consent_signature,
     verify_revocation_signature,

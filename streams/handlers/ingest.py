@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from infra.errors import ObjectNotFound
-from processors.audio import encode_wav, prepare_sample
+from processors.audio.codec_quality import encode_wav, prepare_sample
 from processors.constants import ANALYSIS_SAMPLE_RATE_HZ
 from processors.errors import ProcessorError
 from schemas.envelope import Event

@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from processors import synthesis as synthesis_processors
-from processors.anomaly import rate_exceeded
-from processors.audio import encode_wav
-from processors.consent import check_consent_scope
+from processors.synthesis import engine as synthesis_processors
+from processors.trust.anomaly import rate_exceeded
+from processors.audio.codec_quality import encode_wav
+from processors.trust.consent import check_consent_scope
 from processors.errors import ProcessorError
-from processors.morph import morph_profiles, shift_voice
-from processors.text import chunk_text
-from processors.voice_profile import VoiceProfile
+from processors.voice.morph import morph_profiles, shift_voice
+from processors.synthesis.text import chunk_text
+from processors.voice.profile import VoiceProfile
 from schemas.envelope import Event
 from schemas.events import (
     AnomalyDetected,
@@ -44,7 +44,8 @@ async def accept_synthesis(event: SynthesisRequested, context: StageContext) -> 
     if blocked:
         return blocked
     try:
-        context.models.engine.check_language(event.language)
+        engine = context.models.engine_name_for(event.engine, event.language)
+        context.models.engine_for(engine).check_language(event.language)
         chunks = chunk_text(event.text)
         profile, consents, version = await _resolve_voice(event, context)
     except ProtectedVoiceRequested as refusal:
@@ -58,7 +59,7 @@ async def accept_synthesis(event: SynthesisRequested, context: StageContext) -> 
             return await _fail(event, context, "consent use limit reached")
     await context.repos.syntheses.record_request(
         **_request_fields(event), status="accepted", consent_id=consents[0], profile_version=version,
-        profile=profile.to_dict(), chunk_count=len(chunks),
+        profile=profile.to_dict(), chunk_count=len(chunks), engine=engine,
     )
     return _chunk_requests(event, event.text, chunks)
 
@@ -135,7 +136,8 @@ async def synthesize_chunk(event: SynthesisChunkRequested, context: StageContext
     )
     try:
         output = await asyncio.to_thread(
-            context.models.engine.synthesize_chunk, event.text, synthesis["language"], profile, controls
+            context.models.engine_for(synthesis["engine"]).synthesize_chunk, event.text, synthesis["language"], profile,
+            controls
         )
     except ProcessorError as error:
         await context.repos.syntheses.mark_failed(synthesis_id=event.synthesis_id, reason=str(error))

@@ -8,11 +8,11 @@ import asyncio
 import numpy as np
 
 from infra.errors import ObjectNotFound
-from processors.audio import decode_audio, encode_wav, resample, to_mono
+from processors.audio.codec_quality import decode_audio, encode_wav, resample, to_mono
 from processors.constants import CHUNK_PAUSE_MS, OUTPUT_SAMPLE_RATE_HZ
 from processors.errors import ProcessorError, WatermarkAudioTooShortError
-from processors.voice_profile import VoiceProfile
-from processors.watermark import detect_watermark, embed_watermark
+from processors.voice.profile import VoiceProfile
+from processors.trust.watermark import detect_watermark, embed_watermark
 from schemas.envelope import Event
 from schemas.events import (
     SynthesisChunkReady,

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.kafka import KafkaProducer
 from infra.speech_assets import czech_actor_utterance, reference_utterance
-from processors.audio import decode_audio, encode_wav, to_mono
-from processors.watermark import detect_watermark
+from processors.audio.codec_quality import decode_audio, encode_wav, to_mono
+from processors.trust.watermark import detect_watermark
 from schemas.envelope import utc_now
 from schemas.events import (
     AdaptationRequested,

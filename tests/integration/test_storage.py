@@ -94,7 +94,7 @@ async def test_tampering_with_the_audit_log_is_detected_at_the_altered_entry(poo
 
 
 async def test_a_rehashed_forgery_is_caught_because_the_chain_is_keyed(pool, stack_settings):
-    from processors.audit_chain import audit_record_hash
+    from processors.trust.audit_chain import audit_record_hash
 
     audit = AuditRepository(pool, stack_settings.audit_key())
     entry = await audit.append(event_id=uuid.uuid4(), record={"decision": "rejected"})

@@ -72,3 +72,40 @@ def fake_context(store: InMemoryStore | None = None, waiting: list[dict] | None 
     repos = SimpleNamespace(voices=FakeVoices(), samples=FakeSamples(), consents=FakeConsents(),
                             adaptations=FakeAdaptations(waiting))
     return StageContext(repos=repos, store=store or InMemoryStore(), watermark_key=b"k" * 32)
+
+
+class FakeProfiles:
+    """Profile versions by voice; ``save`` is idempotent per adaptation id, like the real repository."""
+
+    def __init__(self):
+        self.rows: dict[tuple[str, int], dict] = {}
+        self.by_adaptation: dict = {}
+
+    async def save(self, *, voice_id, adaptation_id, sample_ids, embedding, profile):
+        if adaptation_id in self.by_adaptation:
+            return self.by_adaptation[adaptation_id]
+        version = 1 + max((v for (voice, v) in self.rows if voice == voice_id), default=0)
+        self.rows[(voice_id, version)] = {"voice_id": voice_id, "version": version, "profile": profile,
+                                          "sample_ids": list(sample_ids)}
+        self.by_adaptation[adaptation_id] = version
+        return version
+
+    async def version(self, *, voice_id, version):
+        return self.rows.get((voice_id, version))
+
+
+class FakeCurrentConsents(FakeConsents):
+    def __init__(self, current: dict | None):
+        super().__init__()
+        self.current = current
+
+    async def current_for_voice(self, *, voice_id, now):
+        return self.current
+
+
+class CollectedProgress:
+    def __init__(self):
+        self.events = []
+
+    async def publish(self, event):
+        self.events.append(event)

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from processors.anomaly import consent_failure_burst, rate_exceeded
+from processors.trust.anomaly import consent_failure_burst, rate_exceeded
 from processors.errors import InvalidAnomalyCheckError
 
 NOW = datetime(2025, 3, 1, 12, tzinfo=timezone.utc)

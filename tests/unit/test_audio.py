@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from processors.audio import (
+from processors.audio.codec_quality import (
     assess_quality,
     decode_audio,
     encode_wav,
@@ -320,7 +320,7 @@ def test_resampling_there_and_back_keeps_speech(english_speech_8s):
 
 def test_audio_processing_does_not_load_torch():
     # torch's CUDA build costs every worker ~600 MB resident; a fresh interpreter shows what an import pulls in
-    script = "import sys, processors.audio; print('torch' in sys.modules)"
+    script = "import sys, processors.audio.codec_quality; print('torch' in sys.modules)"
 
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
 

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from processors.audit_chain import (
+from processors.trust.audit_chain import (
     GENESIS_HASH,
     ChainEntry,
     audit_record_hash,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from processors.audio import encode_wav
+from processors.audio.codec_quality import encode_wav
 from processors.cloning import clone_voice
 from processors.constants import OUTPUT_SAMPLE_RATE_HZ
 from processors.errors import (
@@ -11,9 +11,9 @@ from processors.errors import (
     TextTooLongError,
     UnsupportedLanguageError,
 )
-from processors.scoring import QualityScorer
-from processors.synthesis import SynthesisControls, WorldConversionEngine
-from processors.voice_profile import build_profile
+from processors.scoring.quality import QualityScorer
+from processors.synthesis.engine import SynthesisControls, WorldConversionEngine
+from processors.voice.profile import build_profile
 
 MALAYALAM_TEXT = "നമസ്കാരം, സുഖമാണോ? ഞാൻ നാളെ വൈകുന്നേരം ഏഴു മണിക്ക് വരും."
 ENGLISH_SENTENCE = "Please leave a message after the tone, and we will call you back."

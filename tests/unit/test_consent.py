@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from processors.consent import (
+from processors.trust.consent import (
     ConsentDocument,
     canonical_consent_bytes,
     check_consent_scope,

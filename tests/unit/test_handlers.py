@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from processors.audio import decode_audio, encode_wav
+from processors.audio.codec_quality import decode_audio, encode_wav
 from schemas.envelope import utc_now
 from schemas.events import AdaptationRequested, SampleUploaded
 from streams.client import signed_consent

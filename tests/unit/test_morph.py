@@ -3,10 +3,10 @@ import pytest
 
 from processors.constants import GENDER_SHIFT_SEMITONES
 from processors.errors import InvalidMorphError, InvalidVoiceTransformError
-from processors.morph import morph_profiles, shift_voice
-from processors.speaker import cosine_similarity
-from processors.synthesis import SynthesisControls, WorldConversionEngine
-from processors.voice_profile import VoiceProfile, analyse_world, build_profile
+from processors.voice.morph import morph_profiles, shift_voice
+from processors.voice.speaker import cosine_similarity
+from processors.synthesis.engine import SynthesisControls, WorldConversionEngine
+from processors.voice.profile import VoiceProfile, analyse_world, build_profile
 
 TEXT = "Please leave a message after the tone, and we will call you back as soon as possible."
 

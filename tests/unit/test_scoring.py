@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from processors.errors import InvalidTextError, UnsupportedLanguageError
-from processors.scoring import QualityScorer, WhisperTranscriber, normalise_words, word_error_rate
+from processors.scoring.quality import QualityScorer, WhisperTranscriber, normalise_words, word_error_rate
 
 HELDOUT_FIRST_PROMPT_S = 6.0
 DNSMOS_WINDOW_S = 9.5  # one DNSMOS window: the model scores 9 s at a time

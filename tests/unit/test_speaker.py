@@ -5,10 +5,10 @@ import sys
 import numpy as np
 import pytest
 
-from processors.audio import resample
+from processors.audio.codec_quality import resample
 from processors.errors import InvalidEmbeddingError, SpeakerModelError, SpeechTooShortError
-from processors.ge2e import Ge2eEncoder, load_legacy_torch_state, packaged_weights_path
-from processors.speaker import cosine_similarity
+from processors.voice.ge2e import Ge2eEncoder, load_legacy_torch_state, packaged_weights_path
+from processors.voice.speaker import cosine_similarity
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
 def test_the_encoder_does_not_load_torch():
     # Resemblyzer's package imports torch, whose CUDA build costs every worker ~600 MB resident
     script = (
-        "import sys; import numpy as np; from processors.speaker import SpeakerEncoder; "
+        "import sys; import numpy as np; from processors.voice.speaker import SpeakerEncoder; "
         "SpeakerEncoder().embed(np.random.default_rng(0).uniform(-0.3, 0.3, 32000).astype(np.float32), 16000); "
         "print('torch' in sys.modules)"
     )

@@ -3,13 +3,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from processors.audio import assess_quality
+from processors.audio.codec_quality import assess_quality
 from processors.constants import ANALYSIS_SAMPLE_RATE_HZ
-from processors.conversion import ProsodyAdjustment, convert_voice
+from processors.synthesis.conversion import ProsodyAdjustment, convert_voice
 from processors.errors import InvalidControlsError, InvalidTextError, UnsupportedLanguageError
-from processors.speaker import cosine_similarity
-from processors.synthesis import SynthesisControls, WorldConversionEngine
-from processors.voice_profile import analyse_world, audible, band_aperiodicity_db, encode_envelope
+from processors.voice.speaker import cosine_similarity
+from processors.synthesis.engine import SynthesisControls, WorldConversionEngine
+from processors.voice.profile import analyse_world, audible, band_aperiodicity_db, encode_envelope
 
 ENGLISH_TEXT = "Please leave a message after the tone, and we will call you back as soon as possible."
 MALAYALAM_TEXT = "നമസ്കാരം, സുഖമാണോ? ഞാൻ നാളെ വൈകുന്നേരം ഏഴു മണിക്ക് വരും."

@@ -1,7 +1,7 @@
 import pytest
 
 from processors.errors import EmptyTextError, InvalidTextError, TextTooLongError
-from processors.text import chunk_text, normalise_text, split_sentences
+from processors.synthesis.text import chunk_text, normalise_text, split_sentences
 
 MALAYALAM_TEXT = "നമസ്കാരം, സുഖമാണോ? ഞാൻ നാളെ വൈകുന്നേരം ഏഴു മണിക്ക് വരും."
 

@@ -13,7 +13,7 @@ import soundfile as sf
 
 from processors.constants import PIPER_SPREAD_RATIO_BOUNDS, UNBOUNDED_SPREAD_RATIO
 from processors.errors import SynthesisError
-from processors.tts import EspeakTTS, LanguageRoutedTTS
+from processors.synthesis.base_voices import EspeakTTS, LanguageRoutedTTS
 
 SENTENCE = "The birch canoe slid on the smooth planks."
 

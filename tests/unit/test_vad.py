@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from processors.audio import resample
+from processors.audio.codec_quality import resample
 from processors.constants import VAD_MIN_SILENCE_MS, VAD_MIN_SPEECH_MS, VAD_SPEECH_PROBABILITY
 
 RATE_HZ = 16000
@@ -115,7 +115,7 @@ def test_spans_match_silero_vads_own_timestamps_for_another_speaker(speech_detec
 
 def test_the_detector_does_not_load_torch():
     # silero-vad's package imports torch, whose CUDA build costs every worker ~600 MB resident
-    script = "import sys; from processors.vad import SpeechDetector; SpeechDetector(); print('torch' in sys.modules)"
+    script = "import sys; from processors.audio.vad import SpeechDetector; SpeechDetector(); print('torch' in sys.modules)"
 
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from processors.errors import InconsistentSpeakerError, NoVoicedSpeechError, ProfileFormatError
-from processors.voice_profile import VoiceProfile, analyse_world, build_profile
+from processors.voice.profile import VoiceProfile, analyse_world, build_profile
 
 RATE_HZ = 16000
 

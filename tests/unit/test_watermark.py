@@ -9,7 +9,7 @@ from scipy.signal import butter, resample_poly, sosfilt
 
 from infra.speech_assets import czech_actor_utterance
 from processors.errors import InvalidWatermarkInputError, WatermarkAudioTooShortError
-from processors.watermark import (
+from processors.trust.watermark import (
     WATERMARK_SAMPLE_RATE_HZ,
     detect_watermark,
     embed_watermark,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from numbers import Real
@@ -19,11 +20,11 @@ from processors.constants import (
     PITCH_SEMITONES_RANGE,
     SPEED_RANGE,
 )
-from processors.conversion import ProsodyAdjustment, convert_voice
+from processors.synthesis.conversion import ProsodyAdjustment, convert_voice
 from processors.errors import InvalidControlsError, UnsupportedLanguageError
-from processors.text import TextChunk, chunk_text
-from processors.tts import BaseTTS, VoiceGender
-from processors.voice_profile import VoiceProfile
+from processors.synthesis.text import TextChunk, chunk_text
+from processors.synthesis.base_voices import BaseTTS, VoiceGender
+from processors.voice.profile import VoiceProfile
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,39 @@ class SynthesisEngine(Protocol):
     def check_language(self, language: str) -> None: ...
 
 
-class WorldConversionEngine:
+class SentenceChunkedEngine(ABC):
+    """What every engine shares: a text is normalised, cut into sentence chunks, and each spoken by ``synthesize_chunk``."""
+
+    def synthesize(
+        self, text: str, language: str, profile: VoiceProfile, controls: SynthesisControls
+    ) -> SynthesisOutput:
+        """The whole text as one utterance: chunks joined by ``CHUNK_PAUSE_MS`` pauses."""
+        started = time.perf_counter()
+        outputs = [output for _, output in self.synthesize_chunks(text, language, profile, controls)]
+        pause = np.zeros(int(CHUNK_PAUSE_MS * outputs[0].sample_rate_hz / 1000), dtype=np.float32)
+        pieces = [piece for output in outputs for piece in (pause, output.samples)][1:]
+        return timed_output(np.concatenate(pieces), outputs[0].sample_rate_hz, started)
+
+    def synthesize_chunks(
+        self, text: str, language: str, profile: VoiceProfile, controls: SynthesisControls
+    ) -> Iterator[tuple[TextChunk, SynthesisOutput]]:
+        """Chunk i of n with its speech, one at a time, for streaming; bad text or language fail before any audio."""
+        self.check_language(language)
+        for chunk in chunk_text(text):
+            yield chunk, self.synthesize_chunk(chunk.text, language, profile, controls)
+
+    @abstractmethod
+    def synthesize_chunk(
+        self, text: str, language: str, profile: VoiceProfile, controls: SynthesisControls
+    ) -> SynthesisOutput:
+        """One short, already normalised piece of text (a :class:`TextChunk`'s ``text``)."""
+
+    @abstractmethod
+    def check_language(self, language: str) -> None:
+        """Raise UnsupportedLanguageError unless the engine speaks ``language``."""
+
+
+class WorldConversionEngine(SentenceChunkedEngine):
     """Speak with a base voice (espeak-ng, or Piper for English), then convert it to the profile's with WORLD.
 
     Text is normalised and spoken sentence chunk by sentence chunk, so long requests (up to
@@ -96,24 +129,6 @@ class WorldConversionEngine:
     def __init__(self, tts: BaseTTS, words_per_minute: int = DEFAULT_WORDS_PER_MINUTE) -> None:
         self._tts = tts
         self._words_per_minute = words_per_minute
-
-    def synthesize(
-        self, text: str, language: str, profile: VoiceProfile, controls: SynthesisControls
-    ) -> SynthesisOutput:
-        """The whole text as one utterance: chunks joined by ``CHUNK_PAUSE_MS`` pauses."""
-        started = time.perf_counter()
-        outputs = [output for _, output in self.synthesize_chunks(text, language, profile, controls)]
-        pause = np.zeros(int(CHUNK_PAUSE_MS * outputs[0].sample_rate_hz / 1000), dtype=np.float32)
-        pieces = [piece for output in outputs for piece in (pause, output.samples)][1:]
-        return _timed_output(np.concatenate(pieces), outputs[0].sample_rate_hz, started)
-
-    def synthesize_chunks(
-        self, text: str, language: str, profile: VoiceProfile, controls: SynthesisControls
-    ) -> Iterator[tuple[TextChunk, SynthesisOutput]]:
-        """Chunk i of n with its speech, one at a time, for streaming; bad text or language fail before any audio."""
-        self.check_language(language)
-        for chunk in chunk_text(text):
-            yield chunk, self.synthesize_chunk(chunk.text, language, profile, controls)
 
     def synthesize_chunk(
         self, text: str, language: str, profile: VoiceProfile, controls: SynthesisControls
@@ -126,7 +141,7 @@ class WorldConversionEngine:
         samples, sample_rate_hz = convert_voice(
             base_samples, base_rate_hz, profile, controls.prosody(), self._tts.spread_ratio_bounds(language)
         )
-        return _timed_output(samples, sample_rate_hz, started)
+        return timed_output(samples, sample_rate_hz, started)
 
     def check_language(self, language: str) -> None:
         """Raise UnsupportedLanguageError unless a base voice speaks ``language``."""
@@ -142,7 +157,7 @@ def base_voice_gender(profile: VoiceProfile) -> VoiceGender:
     return "female" if profile.f0_median_hz >= FEMALE_BASE_VOICE_MIN_F0_HZ else "male"
 
 
-def _timed_output(samples: np.ndarray, sample_rate_hz: int, started: float) -> SynthesisOutput:
+def timed_output(samples: np.ndarray, sample_rate_hz: int, started: float) -> SynthesisOutput:
     duration_s = samples.size / sample_rate_hz
     return SynthesisOutput(
         samples=samples,

@@ -17,9 +17,10 @@ from processors.constants import (
     MIN_MORPH_VOICES,
     MORPH_WEIGHT_TOLERANCE,
 )
-from processors.conversion import SEMITONES_PER_OCTAVE, warp_envelope
+from processors.synthesis.conversion import SEMITONES_PER_OCTAVE, warp_envelope
 from processors.errors import InvalidMorphError, InvalidVoiceTransformError
-from processors.voice_profile import (
+from processors.voice.kokoro_voices import KokoroVoice, mix_voices
+from processors.voice.profile import (
     PROFILE_ENVELOPE_FFT_SIZE,
     VoiceProfile,
     as_floats,
@@ -58,6 +59,7 @@ def morph_profiles(profiles: Sequence[VoiceProfile], weights: Sequence[float]) -
         unvoiced_mcep_mean=_mixed_if_all_have(profiles, "unvoiced_mcep_mean", mix),
         unvoiced_mcep_std=_mixed_if_all_have(profiles, "unvoiced_mcep_std", mix),
         speech_duration_s=float(mix([profile.speech_duration_s for profile in profiles])),
+        kokoro_voice=_mixed_kokoro_voices(profiles, mixing),
         voiced_duration_s=float(mix([profile.voiced_duration_s for profile in profiles])),
         voiced_segments_per_s=float(mix([profile.voiced_segments_per_s for profile in profiles])),
     )
@@ -87,6 +89,7 @@ def shift_voice(profile: VoiceProfile, gender: float = 0.0, age: float = 0.0) ->
         f0_high_hz=profile.f0_high_hz * pitch_factor,
         mcep_mean=_warped_mean(profile.mcep_mean, formant_factor, sample_rate_hz),
         unvoiced_mcep_mean=_warped_mean(profile.unvoiced_mcep_mean, formant_factor, sample_rate_hz),
+        kokoro_voice=profile.kokoro_voice.shifted(gender, age) if profile.kokoro_voice is not None else None,
     )
 
 
@@ -96,6 +99,12 @@ def _warped_mean(mean_mcep: tuple[float, ...], formant_factor: float, sample_rat
         return ()
     mean_envelope = decode_envelope(np.asarray([mean_mcep]), sample_rate_hz, PROFILE_ENVELOPE_FFT_SIZE)
     return as_floats(encode_envelope(warp_envelope(mean_envelope, formant_factor, sample_rate_hz), sample_rate_hz)[0])
+
+
+def _mixed_kokoro_voices(profiles: Sequence[VoiceProfile], mixing: np.ndarray) -> KokoroVoice | None:
+    """The blend of the voices' Kokoro styles; none when a voice has none (it then speaks its instant voice)."""
+    voices = [profile.kokoro_voice for profile in profiles]
+    return mix_voices(voices, list(mixing)) if all(voice is not None for voice in voices) else None
 
 
 def _mixed_if_all_have(

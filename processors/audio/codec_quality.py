@@ -54,8 +54,8 @@ from processors.errors import (
 )
 
 if TYPE_CHECKING:
-    from processors.scoring import DnsmosEstimator
-    from processors.vad import SpeechDetector
+    from processors.scoring.quality import DnsmosEstimator
+    from processors.audio.vad import SpeechDetector
 
 MAX_SNR_DB = 100.0  # reported for recordings whose pauses are digital silence
 ENERGY_DETECTOR_NAME = "energy"  # QualityReport.vad when no neural detector was given

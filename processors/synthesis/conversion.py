@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyworld
 
-from processors.audio import normalise_loudness, resample
+from processors.audio.codec_quality import normalise_loudness, resample
 from processors.constants import (
     ANALYSIS_SAMPLE_RATE_HZ,
     APERIODICITY_BAND_EDGES_HZ,
@@ -35,7 +35,7 @@ from processors.constants import (
     WARP_SEARCH_STEPS,
 )
 from processors.errors import InvalidControlsError, NoVoicedSpeechError, ProfileFormatError
-from processors.voice_profile import (
+from processors.voice.profile import (
     VoiceProfile,
     WorldFeatures,
     analyse_world,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from processors.audio import resample, to_mono
+from processors.audio.codec_quality import resample, to_mono
 from processors.constants import (
     ANALYSIS_SAMPLE_RATE_HZ,
     EMBEDDING_MIN_PARTIAL_COVERAGE,
@@ -15,7 +15,7 @@ from processors.constants import (
     SILENT_PEAK_DBFS,
 )
 from processors.errors import InvalidAudioError, InvalidEmbeddingError, SpeechTooShortError
-from processors.ge2e import Ge2eEncoder, compute_partial_slices, preprocess_wav, wav_to_mel_spectrogram
+from processors.voice.ge2e import Ge2eEncoder, compute_partial_slices, preprocess_wav, wav_to_mel_spectrogram
 
 
 class SpeakerEncoder:

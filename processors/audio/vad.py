@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from processors.audio import resample, to_mono
+from processors.audio.codec_quality import resample, to_mono
 from processors.constants import VAD_MIN_SILENCE_MS, VAD_MIN_SPEECH_MS, VAD_SAMPLE_RATE_HZ, VAD_SPEECH_PROBABILITY
 from processors.errors import SpeechDetectorUnavailableError
 

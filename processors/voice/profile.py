@@ -7,13 +7,13 @@ Profiles are built from mono float32 samples; all analysis runs at ``ANALYSIS_SA
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 import pyworld
 
-from processors.audio import assess_quality, resample, to_mono
+from processors.audio.codec_quality import assess_quality, resample, to_mono
 from processors.constants import (
     ANALYSIS_SAMPLE_RATE_HZ,
     APERIODICITY_BAND_EDGES_HZ,
@@ -36,7 +36,8 @@ from processors.constants import (
     WORLD_FRAME_PERIOD_MS,
 )
 from processors.errors import InconsistentSpeakerError, InvalidAudioError, NoVoicedSpeechError, ProfileFormatError
-from processors.speaker import SpeakerEncoder, cosine_similarity
+from processors.voice.kokoro_voices import KokoroVoice
+from processors.voice.speaker import SpeakerEncoder, cosine_similarity
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class VoiceProfile:
     ``APERIODICITY_BAND_EDGES_HZ`` band; ``unvoiced_mcep_*`` describe the audible unvoiced frames
     (fricatives). Profiles from format version 1 have neither (empty tuples): their conversion keeps
     the base voice's aperiodicity and maps unvoiced frames with the voiced statistics.
+    ``kokoro_voice`` (format version 3) is the voice the Kokoro engine speaks with; profiles
+    without one speak with the instant voice nearest their embedding.
     """
 
     version: int
@@ -94,6 +97,7 @@ class VoiceProfile:
     speech_duration_s: float
     voiced_duration_s: float
     voiced_segments_per_s: float
+    kokoro_voice: KokoroVoice | None = None
 
     @property
     def embedding(self) -> np.ndarray:
@@ -101,8 +105,11 @@ class VoiceProfile:
         return np.asarray(self.speaker_embedding, dtype=np.float32)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe: numbers, lists of numbers and lists of ints only."""
-        return {name: list(value) if isinstance(value, tuple) else value for name, value in asdict(self).items()}
+        """JSON-safe: numbers, lists of numbers, lists of ints and the Kokoro voice's mapping."""
+        fields_ = {field.name: getattr(self, field.name) for field in fields(self)}
+        data = {name: list(value) if isinstance(value, tuple) else value for name, value in fields_.items()}
+        data["kokoro_voice"] = self.kokoro_voice.to_dict() if self.kokoro_voice is not None else None
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VoiceProfile:
@@ -111,7 +118,9 @@ class VoiceProfile:
             raise ProfileFormatError(f"a voice profile must be a mapping, got {type(data).__name__}")
         if data.get("version") == 1:
             empty_statistics = {"aperiodicity_band_db": [], "unvoiced_mcep_mean": [], "unvoiced_mcep_std": []}
-            data = {**data, **empty_statistics, "version": VOICE_PROFILE_VERSION}
+            data = {**data, **empty_statistics, "version": 2}
+        if data.get("version") == 2:
+            data = {**data, "kokoro_voice": None, "version": VOICE_PROFILE_VERSION}
         if data.get("version") != VOICE_PROFILE_VERSION:
             raise ProfileFormatError(f"unsupported voice profile version {data.get('version')!r}")
         expected = {field.name for field in fields(cls)}
@@ -119,7 +128,10 @@ class VoiceProfile:
             missing, unknown = sorted(expected - set(data)), sorted(set(data) - expected)
             raise ProfileFormatError(f"voice profile fields differ: missing {missing}, unknown {unknown}")
         try:
-            profile = cls(**{name: tuple(value) if isinstance(value, list) else value for name, value in data.items()})
+            kokoro_voice = data["kokoro_voice"]
+            values = {name: tuple(value) if isinstance(value, list) else value for name, value in data.items()}
+            values["kokoro_voice"] = KokoroVoice.from_dict(kokoro_voice) if kokoro_voice is not None else None
+            profile = cls(**values)
             _check_sizes(profile)
         except (TypeError, ValueError) as error:
             raise ProfileFormatError(f"malformed voice profile: {error}") from error

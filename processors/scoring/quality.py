@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from processors.audio import resample, to_mono
+from processors.audio.codec_quality import resample, to_mono
 from processors.constants import (
     SCORING_SAMPLE_RATE_HZ,
     WHISPER_BEAM_SIZE,
@@ -22,7 +23,7 @@ from processors.constants import (
     WHISPER_LANGUAGES,
 )
 from processors.errors import InvalidAudioError, InvalidTextError, ScorerUnavailableError, UnsupportedLanguageError
-from processors.speaker import SpeakerEncoder, cosine_similarity
+from processors.voice.speaker import SpeakerEncoder, cosine_similarity
 
 _WORD_SEPARATORS = re.compile(r"[-–—/_]+")
 
@@ -142,12 +143,20 @@ class QualityScorer:
         return QualityScores(similarity=similarity, wer=wer, dnsmos=dnsmos, transcript=transcript)
 
 
+def mean_word_error_rate(
+    speak: Callable[[str], tuple[np.ndarray, int]], transcriber: WhisperTranscriber, sentences: Sequence[str]
+) -> float:
+    """Mean Whisper WER over ``sentences`` as ``speak`` says them (``speak(text) -> (samples, rate)``)."""
+    return float(np.mean([word_error_rate(sentence, transcriber.transcribe(*speak(sentence), "en"))
+                          for sentence in sentences]))
+
+
 def word_error_rate(reference: str, hypothesis: str) -> float:
     """(substitutions + deletions + insertions) / reference words, after case and punctuation are dropped."""
     reference_words = normalise_words(reference)
     if not reference_words:
         raise InvalidTextError("the reference text has no words to compare with")
-    return _edit_distance(reference_words, normalise_words(hypothesis)) / len(reference_words)
+    return edit_distance(reference_words, normalise_words(hypothesis)) / len(reference_words)
 
 
 def normalise_words(text: str) -> list[str]:
@@ -159,7 +168,8 @@ def normalise_words(text: str) -> list[str]:
     return [word.strip("'") for word in kept.split() if word.strip("'")]
 
 
-def _edit_distance(reference: list[str], hypothesis: list[str]) -> int:
+def edit_distance(reference: list[str], hypothesis: list[str]) -> int:
+    """Levenshtein distance between two symbol sequences (words, phonemes)."""
     previous = list(range(len(hypothesis) + 1))
     for row, reference_word in enumerate(reference, start=1):
         current = [row]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from processors.audio import decode_audio, prepare_sample, resample, to_mono
+from processors.audio.codec_quality import decode_audio, prepare_sample, resample, to_mono
 from processors.constants import ANALYSIS_SAMPLE_RATE_HZ, OUTPUT_SAMPLE_RATE_HZ
 from processors.errors import ProcessorError
-from processors.watermark import detect_watermark
+from processors.trust.watermark import detect_watermark
 
 
 def analyze_audio(data: bytes, watermark_key: bytes) -> dict:

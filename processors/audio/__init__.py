@@ -1,0 +1,1 @@
+"""Decoding, resampling, loudness, the quality gate and voice activity."""

@@ -1,0 +1,1 @@
+"""How outputs are judged: intelligibility, speaker similarity, quality, analysis reports."""

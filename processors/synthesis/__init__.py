@@ -1,0 +1,1 @@
+"""Text to speech: base voices, engines, conversion and text chunking."""

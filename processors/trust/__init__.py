@@ -1,0 +1,1 @@
+"""Consent, watermark, audit chain and abuse signals."""

@@ -1,0 +1,1 @@
+"""Who a voice is: speaker encoders, voice profiles, blends and shifts."""
