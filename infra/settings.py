@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from processors.constants import REFINEMENT_STEPS
+
 EMBEDDED_BROKER_PORT = 19092
 EMBEDDED_POSTGRES_PORT = 15432
 
@@ -43,7 +45,7 @@ class Settings(BaseSettings):
                                       "(fastest) or Piper; a request's `engine` overrides it")
     kokoro_threads: int = Field(default=2, ge=1, description="onnxruntime threads of the Kokoro engine")
     refinement_steps: int = Field(
-        default=24, ge=0, le=200, description="gradient steps of the refined voice's style fit; 0: instant voices only")
+        default=REFINEMENT_STEPS, ge=0, le=200, description="gradient steps of the refined voice's style fit; 0: instant voices only")
     stages: list[str] | None = Field(
         default=None, description="stages this worker runs (e.g. synthesis,watermark); all when unset")
     base_voice: Literal["espeak", "piper", "auto"] = Field(

@@ -14,18 +14,17 @@ Concurrent first uses (parallel test workers) are serialised by a lock file in t
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
+
+from infra.cache import cache_lock
 
 SPEECH_CACHE_ENV = "VOXFLOW_SPEECH_CACHE"
 DEFAULT_SPEECH_CACHE = Path("~/.cache/voxflow/speech")
@@ -131,15 +130,15 @@ def _ensure_asterisk_prompts() -> Path:
     marker = prompt_dir / ".complete"
     if marker.exists():
         return prompt_dir
-    with _cache_lock():
+    with cache_lock(speech_cache_dir()):
         if marker.exists():
             return prompt_dir
         _require_tools("apt-get", "dpkg-deb", "ffmpeg")
         with tempfile.TemporaryDirectory(dir=speech_cache_dir()) as staging:
-            speaker_dir = _download_and_unpack(ASTERISK_PACKAGE, Path(staging)) / ASTERISK_SPEAKER_DIR
+            speaker_dir = download_debian_package(ASTERISK_PACKAGE, Path(staging)) / ASTERISK_SPEAKER_DIR
             partial_dir = Path(staging) / "prompts"
             partial_dir.mkdir()
-            _decode_g722(_select_prompts(speaker_dir), partial_dir)
+            decode_g722(_select_prompts(speaker_dir), partial_dir)
             (partial_dir / ".complete").touch()
             shutil.rmtree(prompt_dir, ignore_errors=True)
             prompt_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -152,12 +151,12 @@ def _ensure_fillets_sounds() -> Path:
     marker = sound_dir / ".complete"
     if marker.exists():
         return sound_dir
-    with _cache_lock():
+    with cache_lock(speech_cache_dir()):
         if marker.exists():
             return sound_dir
         _require_tools("apt-get", "dpkg-deb")
         with tempfile.TemporaryDirectory(dir=speech_cache_dir()) as staging:
-            unpacked_sound_dir = _download_and_unpack(FILLETS_PACKAGE, Path(staging)) / FILLETS_SOUND_DIR
+            unpacked_sound_dir = download_debian_package(FILLETS_PACKAGE, Path(staging)) / FILLETS_SOUND_DIR
             if not unpacked_sound_dir.is_dir():
                 raise SpeechAssetError(f"{FILLETS_PACKAGE} has no {FILLETS_SOUND_DIR}")
             (unpacked_sound_dir / ".complete").touch()
@@ -178,8 +177,8 @@ def _select_prompts(speaker_dir: Path) -> list[Path]:
     return [eligible[int(position * stride)] for position in range(min(len(eligible), ASTERISK_MAX_PROMPTS))]
 
 
-def _decode_g722(prompts: list[Path], output_dir: Path) -> None:
-    """Decode every prompt in one ffmpeg process: one input and one output per prompt."""
+def decode_g722(prompts: list[Path], output_dir: Path) -> None:
+    """Decode G.722 prompts to 16 kHz mono WAV in ``output_dir``, in one ffmpeg process (one output per prompt)."""
     inputs: list[str] = []
     outputs: list[str] = []
     for index, prompt in enumerate(prompts):
@@ -193,23 +192,25 @@ def _decode_g722(prompts: list[Path], output_dir: Path) -> None:
             "1",
             str(output_dir / f"{prompt.stem}.wav"),
         ]
-    _run(["ffmpeg", "-nostdin", "-v", "error", "-y", *inputs, *outputs], cwd=output_dir)
+    run_command(["ffmpeg", "-nostdin", "-v", "error", "-y", *inputs, *outputs], cwd=output_dir)
 
 
-def _download_and_unpack(package: str, staging: Path) -> Path:
+def download_debian_package(package: str, staging: Path) -> Path:
+    """``apt-get download`` a package (never installing it) and unpack it under ``staging``; returns the unpacked root."""
     download_dir = staging / "download"
     unpack_dir = staging / "unpacked"
     download_dir.mkdir()
     # The _apt sandbox user cannot write into a root-owned cache; apt only warns, so say it up front.
-    _run(["apt-get", "download", "-o", "APT::Sandbox::User=root", package], cwd=download_dir)
+    run_command(["apt-get", "download", "-o", "APT::Sandbox::User=root", package], cwd=download_dir)
     debs = sorted(download_dir.glob(f"{package}_*.deb"))
     if not debs:
         raise SpeechAssetError(f"apt-get download {package} produced no .deb file")
-    _run(["dpkg-deb", "-x", str(debs[-1]), str(unpack_dir)], cwd=staging)
+    run_command(["dpkg-deb", "-x", str(debs[-1]), str(unpack_dir)], cwd=staging)
     return unpack_dir
 
 
-def _run(command: list[str], cwd: Path) -> None:
+def run_command(command: list[str], cwd: Path) -> None:
+    """Run a tool, raising ``SpeechAssetError`` with its error output if it fails or hangs."""
     try:
         completed = subprocess.run(command, cwd=cwd, capture_output=True, timeout=COMMAND_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as timeout:
@@ -226,15 +227,3 @@ def _require_tools(*tools: str) -> None:
             f"real test speech needs {', '.join(missing)} on PATH "
             "(Debian: apt-get install -y ffmpeg; apt-get and dpkg-deb come with the base system)"
         )
-
-
-@contextmanager
-def _cache_lock() -> Iterator[None]:
-    cache = speech_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / ".lock", "w") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)

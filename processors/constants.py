@@ -176,6 +176,7 @@ PACK_EMBEDDING_PHRASES = (
     "We will meet again next Tuesday at the old library near the station.",
 )
 KOKORO_GENDER_SHIFT_SCALE = 0.5  # gender shift 1.0 moves the style half the female-male pack-mean gap
+REFINEMENT_STEPS = 24  # gradient steps of a refined voice's style fit, unless settings or the caller say otherwise
 # Refined voices: the style fit renders these phrases (its objective) and checks intelligibility on the others
 REFINEMENT_PHRASES = (
     "Please call Stella and ask her to bring these things with her from the store.",

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from infra.objectstore import ObjectStore
-from processors.constants import REFINEMENT_MAX_WER_INCREASE
 from infra.refiner import StyleFit, SubprocessRefiner
 from infra.repositories import Repositories
+from processors.constants import REFINEMENT_MAX_WER_INCREASE, REFINEMENT_STEPS
 from schemas.envelope import Event, utc_now
 
 log = logging.getLogger("voxflow.models")
@@ -29,7 +29,7 @@ class Limits:
     # same speaker measures 0.92-0.96 on Resemblyzer, different speakers 0.44-0.71
     spoken_consent_min_similarity: float = 0.80
     protected_voice_min_similarity: float = 0.80
-    refinement_steps: int = 24  # 0: voices stay instant (no style fit)
+    refinement_steps: int = REFINEMENT_STEPS  # 0: voices stay instant (no style fit)
     refinement_max_wer_increase: float = REFINEMENT_MAX_WER_INCREASE
 
 
