@@ -176,11 +176,11 @@ def refine_style(
     best = _BestOffset()
     for step in range(steps):
         optimizer.zero_grad()
-        best.offer(shift, *objective.with_gradient(shift))
+        best.offer(shift, objective.with_gradient(shift))
         optimizer.step()
         if on_progress is not None:
             on_progress(step + 1, steps, best.history[-1])
-    best.offer(shift, *objective.evaluate(shift))
+    best.offer(shift, objective.similarity(shift))
     return RefinementResult(
         style_offset=_full_offset(best.shift * objective.spread),
         similarity_before=best.history[0],
@@ -205,22 +205,20 @@ class _Objective:
         self.model, self.encoder, self.phrases = model, encoder, phrases
         self.spread, self.target, self.manifold_weight = spread, target, manifold_weight
 
-    def with_gradient(self, shift: torch.Tensor) -> tuple[float, float]:
-        """``(similarity, objective)``, accumulating the objective's gradient into ``shift.grad``
-        phrase by phrase (one render's graph in memory at a time)."""
+    def with_gradient(self, shift: torch.Tensor) -> float:
+        """The mean similarity, with the objective's gradient accumulated into ``shift.grad`` phrase
+        by phrase (one render's graph in memory at a time)."""
         similarity = 0.0
         for phrase in self.phrases:
             phrase_similarity = self._phrase_similarity(phrase, shift) / len(self.phrases)
             phrase_similarity.backward()
             similarity += phrase_similarity.item()
-        penalty = self.manifold_weight * shift.square().mean()
-        penalty.backward()
-        return similarity, similarity - penalty.item()
+        (self.manifold_weight * shift.square().mean()).backward()
+        return similarity
 
     @torch.no_grad()
-    def evaluate(self, shift: torch.Tensor) -> tuple[float, float]:
-        similarity = float(np.mean([self._phrase_similarity(phrase, shift).item() for phrase in self.phrases]))
-        return similarity, similarity - self.manifold_weight * shift.square().mean().item()
+    def similarity(self, shift: torch.Tensor) -> float:
+        return float(np.mean([self._phrase_similarity(phrase, shift).item() for phrase in self.phrases]))
 
     def _phrase_similarity(self, phrase: _Phrase, shift: torch.Tensor) -> torch.Tensor:
         timbre = phrase.style_row[:KOKORO_DECODER_STYLE_DIMS] + shift * self.spread
@@ -231,18 +229,18 @@ class _Objective:
 
 
 class _BestOffset:
-    """The shift with the highest objective offered so far, and the similarity at every offer."""
+    """The shift with the highest similarity offered so far, and the similarity at every offer."""
 
     def __init__(self) -> None:
-        self.objective, self.similarity, self.shift = -np.inf, 0.0, None
+        self.similarity, self.shift = -np.inf, None
         self.history: list[float] = []
 
-    def offer(self, shift: torch.Tensor, similarity: float, objective: float) -> None:
-        if not np.isfinite(objective) or not torch.isfinite(shift).all():
+    def offer(self, shift: torch.Tensor, similarity: float) -> None:
+        if not np.isfinite(similarity) or not torch.isfinite(shift).all():
             raise FittingDivergedError("the style fit diverged: its objective or offset is no longer finite")
         self.history.append(similarity)
-        if objective > self.objective:
-            self.objective, self.similarity, self.shift = objective, similarity, shift.detach().clone()
+        if similarity > self.similarity:
+            self.similarity, self.shift = similarity, shift.detach().clone()
 
 
 def _checked_inputs(
