@@ -56,6 +56,7 @@ from processors.constants import (  # noqa: E402
     PACK_EMBEDDING_PHRASES,
     REFINEMENT_CHECK_SENTENCES,
     SCORING_SAMPLE_RATE_HZ,
+    REFINEMENT_STEPS,
 )
 from processors.errors import ProcessorError, VoiceFittingError  # noqa: E402
 from processors.scoring.phonemes import PhonemeRecognizer, phoneme_error_rate, phoneme_symbols, reference_phonemes  # noqa: E402
@@ -112,7 +113,6 @@ KOKORO_DEFAULT_SENTENCES = 4
 # A fit step took 10-50 s on a 2-core CPU (plus about a minute per fit to start, evaluate and keep-check):
 # the CLI's 24 steps would make the 14 fits take hours. Two steps keep the run near 30-50 min and time a step.
 KOKORO_DEFAULT_STEPS = 2
-CLI_REFINE_STEPS = 24  # `voxflow clone --steps` (processors.voice.refinement.DEFAULT_STEPS)
 KOKORO_THREADS = 2  # onnxruntime intra-op threads of the synthesis session
 MALAYALAM_TEXT = "നമസ്കാരം, സുഖമാണോ? ഞാൻ നാളെ വൈകുന്നേരം ഏഴു മണിക്ക് വരും."
 REFINER_MODULE = "processors.voice.refinement"  # the child process infra.refiner starts for each fit
@@ -207,7 +207,7 @@ def _parse_arguments() -> argparse.Namespace:
                                                       f"{KOKORO_DEFAULT_SENTENCES} for Kokoro)")
     parser.add_argument("--speakers", type=int, help="clone only the first N speakers (Kokoro still calibrates CAM++ on all)")
     parser.add_argument("--steps", type=int, default=KOKORO_DEFAULT_STEPS,
-                        help=f"gradient steps of Kokoro's refined-tier fit (the CLI's default is {CLI_REFINE_STEPS})")
+                        help=f"gradient steps of Kokoro's refined-tier fit (the CLI's default is {REFINEMENT_STEPS})")
     return parser.parse_args()
 
 
@@ -776,9 +776,9 @@ def _high_water_mb(process: psutil.Process, module: str) -> float:
 def _cli_steps_estimate(results: dict) -> str:
     overall, steps = results["overall"], results["refine_steps"]
     if overall["adaptation_refined_s"] is None or overall["refine_step_s"] is None:
-        return f"the CLI runs {CLI_REFINE_STEPS}"
-    estimate = overall["adaptation_refined_s"] + (CLI_REFINE_STEPS - steps) * overall["refine_step_s"]
-    return f"at the CLI's {CLI_REFINE_STEPS} steps adaptation_refined_s would be about {estimate:.0f} s"
+        return f"the CLI runs {REFINEMENT_STEPS}"
+    estimate = overall["adaptation_refined_s"] + (REFINEMENT_STEPS - steps) * overall["refine_step_s"]
+    return f"at the CLI's {REFINEMENT_STEPS} steps adaptation_refined_s would be about {estimate:.0f} s"
 
 
 def _formatted(value: float | None, style: str) -> str:

@@ -3,9 +3,10 @@
 :func:`refine_style` renders a few phrases through :class:`~processors.voice.kokoro_torch.DifferentiableKokoro`
 with ``table[len(phrase) - 1] + offset``, embeds each render with Resemblyzer's GE2E encoder in torch
 (:class:`DifferentiableSpeakerEncoder`) and moves the offset's timbre half (dims 0-127) with Adam to
-raise the mean cosine to the target embedding, less a pull toward the stock packs (the offset measured
-in the packs' per-dimension spread). The prosody half stays zero, so durations, pitch and energy keep
-what the starting table gives them, computed once per phrase.
+raise the mean cosine to the target embedding, less a pull toward the stock packs (the mean squared
+offset measured in the packs' spread of each dimension), which keeps the voice intelligible. The
+prosody half stays zero, so durations, pitch and energy keep what the starting table gives them,
+computed once per phrase.
 
 Child-process protocol (the worker stays torch-free): ``python -m processors.voice.refinement`` reads
 one request from stdin, an ``.npz`` stream (``numpy.savez``) holding
@@ -49,6 +50,7 @@ from processors.constants import (
     KOKORO_TRIM_LEVEL,
     KOKORO_TRIM_PADDING_MS,
     MIN_EMBEDDING_SPEECH_S,
+    REFINEMENT_STEPS,
 )
 from processors.errors import FittingDivergedError, ProcessorError, VoiceFittingError
 from processors.voice.ge2e import (
@@ -61,9 +63,8 @@ from processors.voice.ge2e import (
 )
 from processors.voice.kokoro_torch import DifferentiableKokoro, KokoroGraph, PreparedPhrase
 
-DEFAULT_STEPS = 24
-DEFAULT_LEARNING_RATE = 0.15  # Adam step, in units of the packs' spread of each style dimension
-DEFAULT_MANIFOLD_WEIGHT = 0.02  # objective lost per unit of mean squared offset (in those units)
+DEFAULT_LEARNING_RATE = 0.3  # Adam step, in units of the packs' spread of each style dimension
+DEFAULT_MANIFOLD_WEIGHT = 0.15  # objective lost per unit of mean squared offset (in those units)
 STOCK_TIMBRE_SPREAD = 0.14  # median standard deviation of a timbre dimension over Kokoro v1.0's stock packs
 GE2E_TARGET_DBFS = -30.0  # Resemblyzer raises quieter speech to this RMS before embedding
 _GE2E_LAYERS = 3
@@ -72,11 +73,11 @@ _GE2E_HIDDEN = 256
 
 @dataclass(frozen=True)
 class RefinementResult:
-    """A fitted offset and what it did to the objective (mean GE2E cosine to the target over the phrases)."""
+    """A fitted offset and what it did to the mean GE2E cosine between the phrases' renders and the target."""
 
     style_offset: np.ndarray  # float32 [256]; added to every row of the starting table; only dims 0-127 non-zero
-    similarity_before: float  # the objective at the start (offset zero)
-    similarity_after: float  # the objective at the returned offset
+    similarity_before: float  # mean GE2E cosine to the target over the phrases at the start (offset zero)
+    similarity_after: float  # the same at the returned offset
     steps: int
     seconds: float
 
@@ -141,7 +142,7 @@ def refine_style(
     phrases: Sequence[Sequence[int]],
     *,
     model: DifferentiableKokoro,
-    steps: int = DEFAULT_STEPS,
+    steps: int = REFINEMENT_STEPS,
     learning_rate: float = DEFAULT_LEARNING_RATE,
     manifold_weight: float = DEFAULT_MANIFOLD_WEIGHT,
     pack_tables: np.ndarray | None = None,
@@ -150,15 +151,17 @@ def refine_style(
 ) -> RefinementResult:
     """Fit an offset to ``style_table`` (``[510, 256]``) that makes its speech of ``phrases`` sound like ``target_embedding``.
 
-    ``phrases``: Kokoro token ids (no padding zeros), each at least ~1 s of speech. ``pack_tables``:
-    the stock packs ``[P, 510, 256]`` whose per-dimension spread scales the steps and the regulariser
-    (without them every dimension's spread is taken as ``STOCK_TIMBRE_SPREAD``). ``on_progress(step, steps, similarity)`` is called
-    after each step with the objective at the offset that step started from. ``device``: where the
-    speaker encoder and the offset live (default: the model's device).
+    ``phrases``: Kokoro token ids (no padding zeros), each at least ~1 s of speech (2-3 s is best:
+    the cost grows with their length). ``learning_rate``: Adam's step in units of the packs' spread
+    of each timbre dimension, which ``pack_tables`` (the stock packs, ``[P, 510, 256]``) give
+    (without them every spread is ``STOCK_TIMBRE_SPREAD``). ``manifold_weight``: the regulariser,
+    ``manifold_weight * mean((offset / spread)^2)``, subtracted from the mean cosine.
+    ``on_progress(step, steps, similarity)`` is called after each step with the mean cosine at the
+    offset that step started from. ``device``: where the speaker encoder runs (default: the model's).
 
-    Returns the best offset met (zero if none beat the start). Raises ``FittingDivergedError`` when
-    the inputs, the objective or the offset are not finite, ``VoiceFittingError`` when a phrase is
-    too short to embed.
+    Returns the offset with the highest mean cosine met, the last one included (zero if none beat
+    the start). Raises ``FittingDivergedError`` when the inputs, the similarity or the offset are
+    not finite, ``VoiceFittingError`` when a phrase gives under ``MIN_EMBEDDING_SPEECH_S`` of speech.
     """
     started = time.perf_counter()
     table, target = _checked_inputs(style_table, target_embedding, phrases, steps)
@@ -213,7 +216,7 @@ class _Objective:
             phrase_similarity = self._phrase_similarity(phrase, shift) / len(self.phrases)
             phrase_similarity.backward()
             similarity += phrase_similarity.item()
-        (self.manifold_weight * shift.square().mean()).backward()
+        (-self.manifold_weight * shift.square().mean()).backward()
         return similarity
 
     @torch.no_grad()
@@ -297,10 +300,16 @@ def _raised_to(speech: torch.Tensor, target_dbfs: float) -> torch.Tensor:
 
 # ---- the child-process entry point
 
+_REQUIRED_ARRAYS = ("style_table", "target_embedding", "phrase_tokens", "phrase_lengths")
+
 
 def _read_request(stream: io.BufferedIOBase, stock_pack_tables: Callable[[], np.ndarray]) -> dict:
+    """``refine_style``'s arguments from the ``.npz`` request; raises ``VoiceFittingError`` when arrays are missing."""
     with np.load(io.BytesIO(stream.read()), allow_pickle=False) as request:
         arrays = {name: request[name] for name in request.files}
+    missing = [name for name in _REQUIRED_ARRAYS if name not in arrays]
+    if missing:
+        raise VoiceFittingError(f"the refinement request lacks {', '.join(missing)}")
     lengths = [int(length) for length in arrays["phrase_lengths"]]
     boundaries = np.cumsum(lengths)[:-1]
     phrases = [chunk.astype(int).tolist() for chunk in np.split(arrays["phrase_tokens"], boundaries)]

@@ -152,4 +152,5 @@ def test_child_process_reports_a_malformed_request(starting_table):
     status, lines = refinement_process({"style_table": starting_table})
 
     assert status == 1
-    assert len(lines) == 1 and lines[0]["kind"] == "failed" and "target_embedding" in lines[0]["error"]
+    assert len(lines) == 1 and lines[0]["kind"] == "failed"
+    assert "target_embedding" in lines[0]["error"] and "phrase_lengths" in lines[0]["error"]
