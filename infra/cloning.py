@@ -11,14 +11,14 @@ from infra.kokoro_assets import kokoro_model_path, kokoro_vocabulary, load_stock
 from infra.refiner import StyleFit, SubprocessRefiner
 from processors.audio.codec_quality import encode_wav
 from processors.cloning import LearntVoice, default_engine, learn_voice, speak_texts
-from processors.constants import PACK_EMBEDDING_PHRASES, REFINEMENT_MAX_WER_INCREASE
+from processors.constants import PACK_EMBEDDING_PHRASES
 from processors.scoring.quality import DnsmosEstimator, QualityScorer, WhisperTranscriber
 from processors.synthesis.engine import SynthesisControls
 from processors.synthesis.kokoro import KokoroEngine, KokoroSynthesizer, embed_stock_packs
 from processors.voice.kokoro_voices import StockVoices
 from processors.voice.profile import VoiceProfile
 from processors.voice.speaker import SpeakerEncoder
-from processors.voice.tiers import intelligibility, refinement_phrases, with_fitted_offset
+from processors.voice.tiers import intelligibility, keeps_its_words, refinement_phrases, with_fitted_offset
 
 FitProgress = Callable[[int, int, float], None]
 
@@ -69,7 +69,7 @@ def refine_locally(voice: LearntVoice, kokoro: KokoroSynthesizer, stock: StockVo
     ))
     refined = with_fitted_offset(voice.profile, fit.style_offset)
     wer_instant, wer_refined = intelligibility(engine, transcriber, (voice.profile, refined))
-    kept = wer_refined <= wer_instant + REFINEMENT_MAX_WER_INCREASE
+    kept = keeps_its_words(wer_instant, wer_refined)
     summary = {
         "kept": kept, "steps": fit.steps, "similarity_objective_before": round(fit.similarity_before, 4),
         "similarity_objective_after": round(fit.similarity_after, 4), "check_wer_instant": round(wer_instant, 4),

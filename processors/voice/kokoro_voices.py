@@ -148,12 +148,6 @@ def instant_voice(stock: StockVoices, embedding: np.ndarray, candidates: int = I
     return KokoroVoice(pack_weights={str(name): float(share) for name, share in zip(np.array(names)[kept], shares)})
 
 
-def blended_embedding(stock: StockVoices, voice: KokoroVoice) -> np.ndarray:
-    """Where a blend's speech should lie in embedding space (the renormalised weighted mean)."""
-    weights = np.array([voice.pack_weights.get(name, 0.0) for name in stock.names])
-    return _unit(weights @ _unit_rows(stock.embeddings.astype(np.float64))).astype(np.float32)
-
-
 def mix_voices(voices: Sequence[KokoroVoice], weights: Sequence[float]) -> KokoroVoice:
     """A voice between 2-4 Kokoro voices: their pack weights, offsets and shifts mixed by ``weights``."""
     mixing = _checked_mixing(voices, weights)

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from processors.constants import REFINEMENT_CHECK_SENTENCES, REFINEMENT_PHRASES
+from processors.constants import REFINEMENT_CHECK_SENTENCES, REFINEMENT_MAX_WER_INCREASE, REFINEMENT_PHRASES
 from processors.scoring.quality import WhisperTranscriber, mean_word_error_rate
 from processors.synthesis.engine import SynthesisControls, SynthesisEngine
 from processors.synthesis.kokoro import KokoroSynthesizer
@@ -48,3 +48,8 @@ def intelligibility(
         return mean_word_error_rate(speak, transcriber, REFINEMENT_CHECK_SENTENCES)
 
     return tuple(wer_of(profile) for profile in profiles)
+
+
+def keeps_its_words(wer_instant: float, wer_refined: float, max_increase: float = REFINEMENT_MAX_WER_INCREASE) -> bool:
+    """Whether a refined voice may replace the instant one: its WER at most ``max_increase`` above the instant's."""
+    return wer_refined <= wer_instant + max_increase

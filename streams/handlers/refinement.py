@@ -13,7 +13,7 @@ import uuid
 
 from processors.errors import ProcessorError
 from processors.voice.profile import VoiceProfile
-from processors.voice.tiers import intelligibility, refinement_phrases, with_fitted_offset
+from processors.voice.tiers import intelligibility, keeps_its_words, refinement_phrases, with_fitted_offset
 from schemas.envelope import Event
 from schemas.events import AdaptationFailed, AdaptationProgress, AdaptationRefinementRequested, VoiceReady
 from streams.context import StageContext
@@ -35,8 +35,7 @@ async def refine_voice(event: AdaptationRefinementRequested, context: StageConte
         wer_instant, wer_refined = await asyncio.to_thread(_intelligibility, context, profile, refined)
     except ProcessorError as error:
         return [_failed(event, f"the style fit failed: {error}")]
-    allowed = wer_instant + context.limits.refinement_max_wer_increase
-    if wer_refined > allowed:
+    if not keeps_its_words(wer_instant, wer_refined, context.limits.refinement_max_wer_increase):
         return [_failed(event, f"the refined voice lost words (WER {wer_refined:.1%} against the instant voice's "
                                f"{wer_instant:.1%}); the instant voice stays")]
     version = await context.repos.profiles.save(
