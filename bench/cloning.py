@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.speakers import SPEAKER_SOURCES, Speaker, original_speakers  # noqa: E402
 from infra.cloning import refine_locally as refined_tier  # noqa: E402
-from infra.kokoro_assets import kokoro_model_path, kokoro_vocabulary, load_stock_voices  # noqa: E402
+from infra.kokoro_assets import kokoro_model_path, kokoro_synthesis_model_path, kokoro_vocabulary, load_stock_voices  # noqa: E402
 from infra.speech_assets import SpeechAssetError  # noqa: E402
 from processors.audio.codec_quality import encode_wav, normalise_loudness, resample  # noqa: E402
 from processors.cloning import LearntVoice, SpokenText, default_base_voice, default_engine, learn_voice, speak_texts  # noqa: E402
@@ -498,6 +498,7 @@ def run_kokoro_benchmark(arguments: argparse.Namespace) -> dict:
         if not clones:
             raise SystemExit("no speaker could be cloned")
         one_thread_rtf = one_thread_rtfs(clones, models.stock, sentences)  # after every worker-peak reading
+        rtf_by_graph = rtfs_by_graph(clones[0], models.stock, sentences)
         judges = load_judges(models)
         calibration = calibrate(speakers, judges)
         entries = [
@@ -511,6 +512,7 @@ def run_kokoro_benchmark(arguments: argparse.Namespace) -> dict:
         "malayalam_text": MALAYALAM_TEXT,
         "refine_steps": arguments.steps,
         "synthesis_threads": KOKORO_THREADS,
+        "synthesis_rtf_by_graph": rtf_by_graph,
         "cpu_cores": len(os.sched_getaffinity(0)),
         "skipped": skipped,
         "benchmark_wall_s": time.perf_counter() - started,
@@ -530,7 +532,7 @@ def load_packaged_speakers(skipped: list[str]) -> list[Speaker]:
 
 def load_kokoro_models() -> KokoroModels:
     encoder = SpeakerEncoder()
-    synthesizer = KokoroSynthesizer(kokoro_model_path(), kokoro_vocabulary(), cpu_threads=KOKORO_THREADS)
+    synthesizer = KokoroSynthesizer(kokoro_synthesis_model_path(), kokoro_vocabulary(), cpu_threads=KOKORO_THREADS)
     stock = load_stock_voices(lambda packs: embed_stock_packs(synthesizer, encoder, packs, PACK_EMBEDDING_PHRASES))
     engine = KokoroEngine(synthesizer, stock)
     return KokoroModels(encoder, synthesizer, stock, engine, default_engine("espeak"), WhisperTranscriber())
@@ -613,10 +615,25 @@ def nearest_pack_profile(profile: VoiceProfile, stock: StockVoices) -> VoiceProf
 
 def one_thread_rtfs(clones: list[KokoroClone], stock: StockVoices, sentences: tuple[str, ...]) -> list[float]:
     """Each clone's instant voice speaking the held-out sentences on a one-thread session, pinned to one core."""
-    engine = KokoroEngine(KokoroSynthesizer(kokoro_model_path(), kokoro_vocabulary(), cpu_threads=1), stock)
+    engine = KokoroEngine(KokoroSynthesizer(kokoro_synthesis_model_path(), kokoro_vocabulary(), cpu_threads=1), stock)
     with _one_cpu_core():
         engine.synthesize(sentences[0], "en", clones[0].instant, SynthesisControls())  # the session's first run is slower
         return [_pooled_rtf(speak_texts(clone.instant, sentences, engine=engine)) for clone in clones]
+
+
+def rtfs_by_graph(clone: KokoroClone, stock: StockVoices, sentences: tuple[str, ...], rounds: int = 3) -> dict[str, float]:
+    """Median RTF (2 threads) of the int8 graph and of the float-convolution graph synthesis runs, interleaved."""
+    engines = {
+        graph: KokoroEngine(KokoroSynthesizer(path, kokoro_vocabulary(), cpu_threads=KOKORO_THREADS), stock)
+        for graph, path in (("int8", kokoro_model_path()), ("float_conv", kokoro_synthesis_model_path()))
+    }
+    measured: dict[str, list[float]] = {graph: [] for graph in engines}
+    for engine in engines.values():
+        engine.synthesize(sentences[0], "en", clone.instant, SynthesisControls())  # the session's first run is slower
+    for _ in range(rounds):
+        for graph, engine in engines.items():
+            measured[graph].append(_pooled_rtf(speak_texts(clone.instant, sentences, engine=engine)))
+    return {graph: float(np.median(values)) for graph, values in measured.items()}
 
 
 def calibrate(speakers: list[Speaker], judges: Judges) -> Calibration:

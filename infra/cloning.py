@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from infra.kokoro_assets import kokoro_model_path, kokoro_vocabulary, load_stock_voices
+from infra.kokoro_assets import kokoro_synthesis_model_path, kokoro_vocabulary, load_stock_voices
 from infra.refiner import StyleFit, SubprocessRefiner
 from processors.audio.codec_quality import encode_wav
 from processors.cloning import LearntVoice, default_engine, learn_voice, speak_texts
@@ -46,7 +46,7 @@ def clone_locally(
 
 def load_kokoro(encoder: SpeakerEncoder, cpu_threads: int = 2) -> tuple[KokoroSynthesizer, StockVoices]:
     """Kokoro's synthesizer and its stock voices, embedded by ``encoder`` (once per machine, then cached)."""
-    kokoro = KokoroSynthesizer(kokoro_model_path(), kokoro_vocabulary(), cpu_threads)
+    kokoro = KokoroSynthesizer(kokoro_synthesis_model_path(), kokoro_vocabulary(), cpu_threads)
     stock = load_stock_voices(lambda packs: embed_stock_packs(kokoro, encoder, packs, PACK_EMBEDDING_PHRASES))
     return kokoro, stock
 

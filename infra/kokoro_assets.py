@@ -7,6 +7,8 @@
   ship in the npm package ``kokoro-js@1.2.1`` as ``voices/*.bin``. ``npm pack`` fetches the
   tarball once and only the voice files are kept, in ``~/.cache/voxflow/kokoro`` (or
   ``$VOXFLOW_KOKORO_CACHE``).
+- Synthesis runs a rewrite of the int8 model with float convolutions
+  (:func:`processors.synthesis.kokoro_graph.with_float_convolutions`), written once beside the voices.
 """
 
 from __future__ import annotations
@@ -52,6 +54,32 @@ def kokoro_model_path() -> Path:
         return core.model_path()
     except (RuntimeError, OSError, ModuleNotFoundError) as error:
         raise AssetUnavailable(f"could not assemble the Kokoro model: {error}") from error
+
+
+def kokoro_synthesis_model_path() -> Path:
+    """The model synthesis runs (about 256 MB): the int8 model with float convolutions, built once."""
+    source = kokoro_model_path()
+    target = kokoro_cache_dir() / f"{source.stem}-float-conv.onnx"
+    if target.is_file():
+        return target
+    with cache_lock(kokoro_cache_dir()):
+        if not target.is_file():
+            _write_float_convolution_model(source, target)
+    return target
+
+
+def _write_float_convolution_model(source: Path, target: Path) -> None:
+    import onnx  # only here: the rewrite runs once per machine
+
+    from processors.synthesis.kokoro_graph import with_float_convolutions
+
+    try:
+        rewritten = with_float_convolutions(onnx.load(str(source)))
+    except (ValueError, OSError) as error:
+        raise AssetUnavailable(f"could not rewrite the Kokoro model {source}: {error}") from error
+    partial = target.with_suffix(".partial")
+    onnx.save(rewritten, str(partial))
+    partial.replace(target)
 
 
 def kokoro_vocabulary() -> dict[str, int]:

@@ -89,10 +89,10 @@ class VoiceModels:
 
     @property
     def kokoro(self):
-        from infra.kokoro_assets import kokoro_model_path, kokoro_vocabulary
+        from infra.kokoro_assets import kokoro_synthesis_model_path, kokoro_vocabulary
         from processors.synthesis.kokoro import KokoroSynthesizer
 
-        return self._once("kokoro", lambda: KokoroSynthesizer(kokoro_model_path(), kokoro_vocabulary(),
+        return self._once("kokoro", lambda: KokoroSynthesizer(kokoro_synthesis_model_path(), kokoro_vocabulary(),
                                                               self.kokoro_threads))
 
     @property

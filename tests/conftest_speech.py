@@ -86,10 +86,10 @@ def english_voice_profile(
 
 @pytest.fixture(scope="session")
 def kokoro_synthesizer():
-    from infra.kokoro_assets import kokoro_model_path, kokoro_vocabulary
+    from infra.kokoro_assets import kokoro_synthesis_model_path, kokoro_vocabulary
     from processors.synthesis.kokoro import KokoroSynthesizer
 
-    return KokoroSynthesizer(kokoro_model_path(), kokoro_vocabulary())
+    return KokoroSynthesizer(kokoro_synthesis_model_path(), kokoro_vocabulary())
 
 
 @pytest.fixture(scope="session")

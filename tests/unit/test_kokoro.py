@@ -157,3 +157,19 @@ def test_a_profile_without_a_kokoro_voice_speaks_with_its_instant_voice(kokoro_e
     output = kokoro_engine.synthesize(SENTENCES[0], "en", english_voice_profile, SynthesisControls())
 
     assert output.duration_s > 1.0
+
+
+def test_the_float_convolution_graph_speaks_the_int8_models_voice_at_its_length(
+    kokoro_synthesizer, stock_voices, speaker_encoder
+):
+    from infra.kokoro_assets import kokoro_model_path, kokoro_vocabulary
+    from processors.synthesis.kokoro import KokoroSynthesizer
+
+    int8 = KokoroSynthesizer(kokoro_model_path(), kokoro_vocabulary())
+    table = stock_voices.table(stock_voices.names[0])
+    tokens = kokoro_synthesizer.tokens(CONTROL_TEXT, "en")
+
+    rewritten, original = kokoro_synthesizer.render(tokens, table), int8.render(tokens, table)
+
+    assert abs(rewritten.size - original.size) <= 0.02 * original.size
+    assert cosine_similarity(speaker_encoder.embed(rewritten, 24000), speaker_encoder.embed(original, 24000)) >= 0.98
