@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SYSTEM_TOOLS := espeak-ng ffmpeg npm
 
-.PHONY: install system-deps demo test test-unit bench-cloning bench-pipeline schemas clean
+.PHONY: install system-deps demo test test-unit bench-cloning bench-pipeline bench-studio bench-broker schemas clean
 
 install: system-deps $(VENV)/.installed
 
@@ -53,3 +53,9 @@ bench-cloning: install
 
 bench-pipeline: install
 	$(BIN)/python bench/pipeline.py
+
+bench-studio: install
+	$(BIN)/python bench/studio.py
+
+bench-broker: install
+	$(BIN)/python bench/broker.py

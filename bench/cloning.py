@@ -110,9 +110,6 @@ KOKORO_SENTENCES = tuple(  # the refined tier's keep check speaks REFINEMENT_CHE
     sentence for sentence in HELDOUT_SENTENCES if sentence not in REFINEMENT_CHECK_SENTENCES
 )
 KOKORO_DEFAULT_SENTENCES = 4
-# A fit step took 10-50 s on a 2-core CPU (plus about a minute per fit to start, evaluate and keep-check):
-# the CLI's 24 steps would make the 14 fits take hours. Two steps keep the run near 30-50 min and time a step.
-KOKORO_DEFAULT_STEPS = 2
 KOKORO_THREADS = 2  # onnxruntime intra-op threads of the synthesis session
 MALAYALAM_TEXT = "നമസ്കാരം, സുഖമാണോ? ഞാൻ നാളെ വൈകുന്നേരം ഏഴു മണിക്ക് വരും."
 REFINER_MODULE = "processors.voice.refinement"  # the child process infra.refiner starts for each fit
@@ -206,8 +203,8 @@ def _parse_arguments() -> argparse.Namespace:
     parser.add_argument("--sentences", type=int, help=f"held-out sentences per clone (default: {len(HELDOUT_SENTENCES)}; "
                                                       f"{KOKORO_DEFAULT_SENTENCES} for Kokoro)")
     parser.add_argument("--speakers", type=int, help="clone only the first N speakers (Kokoro still calibrates CAM++ on all)")
-    parser.add_argument("--steps", type=int, default=KOKORO_DEFAULT_STEPS,
-                        help=f"gradient steps of Kokoro's refined-tier fit (the CLI's default is {REFINEMENT_STEPS})")
+    parser.add_argument("--steps", type=int, default=REFINEMENT_STEPS,
+                        help=f"gradient steps of Kokoro's refined-tier fit (default: {REFINEMENT_STEPS}, as the CLI and the stage)")
     return parser.parse_args()
 
 

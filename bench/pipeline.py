@@ -116,11 +116,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/pipeline.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="voxflow-bench-") as directory:
-        stack = EmbeddedStack(Path(directory), broker_port=free_port(), postgres_port=free_port())
+        stack = EmbeddedStack(Path(directory), broker_port=free_port(), postgres_port=free_port(), s3_port=free_port())
         stack.up()
         try:
             settings = Settings(_env_file=None, data_dir=Path(directory), kafka_bootstrap=stack.kafka_bootstrap,
-                                postgres_dsn=stack.postgres_dsn, faust_transport=args.transport,
+                                postgres_dsn=stack.postgres_dsn, s3_endpoint=stack.s3_endpoint, web_port=0,
+                                faust_transport=args.transport,
                                 synthesis_rate_limit=1000)
             figures = asyncio.run(measure(settings, args.requests))
         finally:

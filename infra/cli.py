@@ -40,19 +40,20 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 @main.group()
 def stack() -> None:
-    """The embedded stack: Tansu broker, PostgreSQL 18, local object store (no Docker)."""
+    """The embedded stack: S3 server (rclone), Tansu broker on it, PostgreSQL 18 (no Docker)."""
 
 
 def _embedded(settings: Settings):
+    """The stack on the ports of VOXFLOW_KAFKA_BOOTSTRAP, VOXFLOW_POSTGRES_DSN and VOXFLOW_S3_ENDPOINT."""
     from infra.embedded import EmbeddedStack
 
-    return EmbeddedStack(settings.data_dir)
+    return EmbeddedStack.from_settings(settings)
 
 
 @stack.command("up")
 @click.pass_obj
 def stack_up(settings: Settings) -> None:
-    """Start the embedded services, create the topics and apply migrations."""
+    """Start the embedded services, create the topics, the bucket and apply migrations."""
     from streams.session import prepare_stack
 
     status = _embedded(settings).up()
@@ -61,11 +62,12 @@ def stack_up(settings: Settings) -> None:
 
 
 @stack.command("down")
+@click.argument("services", nargs=-1, type=click.Choice(["s3", "broker", "postgres"]))
 @click.pass_obj
-def stack_down(settings: Settings) -> None:
-    """Stop the embedded services (Postgres and object-store data stay in the data dir)."""
-    _embedded(settings).down()
-    click.echo("stack stopped")
+def stack_down(settings: Settings, services: tuple[str, ...]) -> None:
+    """Stop the embedded services, or only the named ones (their data stays in the data dir)."""
+    _embedded(settings).down(*services)
+    click.echo(f"stopped: {', '.join(services) or 'stack'}")
 
 
 @stack.command("status")
@@ -110,7 +112,10 @@ def worker(settings: Settings, stages: str | None) -> None:
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--stages") from error
         settings = settings.model_copy(update={"stages": names})
-    run_worker_forever(settings)
+    try:
+        run_worker_forever(settings)
+    except InfraError as error:  # an unreachable broker, database or store at start: one line, not a traceback
+        raise click.ClickException(str(error)) from error
 
 
 # --- producing and consuming ------------------------------------------------------------------

@@ -27,6 +27,15 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 5) -> asyn
         raise DatabaseUnavailable(f"cannot connect to Postgres at {_redact(dsn)}: {error}") from error
 
 
+async def check_database(pool: asyncpg.Pool) -> None:
+    """``SELECT 1`` on a pooled connection; ``DatabaseUnavailable`` when Postgres does not answer it."""
+    try:
+        async with pool.acquire() as connection:
+            await connection.fetchval("SELECT 1")
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        raise DatabaseUnavailable(f"Postgres did not answer SELECT 1: {type(error).__name__}: {error}") from error
+
+
 def _redact(dsn: str) -> str:
     if "@" not in dsn:
         return dsn

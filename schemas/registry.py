@@ -9,28 +9,45 @@ from pydantic import ValidationError
 
 from schemas import events
 from schemas.envelope import Event
-from schemas.errors import MalformedEvent, UnknownEventType, UnsupportedSchemaVersion
+from schemas.errors import EventTooLarge, MalformedEvent, UnknownEventType, UnsupportedSchemaVersion
 
 EVENT_CLASSES: tuple[type[Event], ...] = tuple(
     cls for cls in vars(events).values()
     if isinstance(cls, type) and issubclass(cls, Event) and cls is not Event
 )
 EVENT_TYPES: dict[str, type[Event]] = {cls.model_fields["type"].default: cls for cls in EVENT_CLASSES}
+MAX_EVENT_BYTES = 1_000_000  # the producers' message limit; audio travels by claim check, never inline
+MAX_JSON_DEPTH = 16  # the deepest event (a synthesis request's controls) nests 3 levels
 
 
 def parse_event(raw: bytes | str) -> Event:
-    """Decode and validate one event, raising a SchemaError subclass with a readable reason."""
+    """Decode and validate one event, raising a SchemaError subclass with a readable reason.
+
+    Size is checked before parsing, nesting right after; ``type`` must be a string and
+    ``schema_version`` a whole number (not ``"2"`` or ``2.0``).
+    """
+    if len(raw) > MAX_EVENT_BYTES:
+        raise EventTooLarge(f"{len(raw)} bytes is over the {MAX_EVENT_BYTES}-byte event limit")
     try:
         document = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise MalformedEvent(f"not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise MalformedEvent(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from error
     if not isinstance(document, dict):
         raise MalformedEvent(f"expected a JSON object, got {type(document).__name__}")
-    event_class = EVENT_TYPES.get(document.get("type"))
+    if _depth(document) > MAX_JSON_DEPTH:
+        raise MalformedEvent(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    event_type = document.get("type")
+    if not isinstance(event_type, str):
+        raise MalformedEvent(f"`type` must be a string, got {type(event_type).__name__}")
+    event_class = EVENT_TYPES.get(event_type)
     if event_class is None:
-        raise UnknownEventType(f"unknown event type {document.get('type')!r}")
+        raise UnknownEventType(f"unknown event type {event_type[:100]!r}")
     version = document.get("schema_version", 1)
-    if isinstance(version, int) and version > event_class.latest_schema_version:
+    if type(version) is not int:
+        raise MalformedEvent(f"`schema_version` must be a whole number, got {version!r:.40}")
+    if version > event_class.latest_schema_version:
         raise UnsupportedSchemaVersion(
             f"{event_class.__name__} schema version {version} is newer than this worker reads "
             f"(up to {event_class.latest_schema_version})"
@@ -39,6 +56,20 @@ def parse_event(raw: bytes | str) -> Event:
         return event_class.model_validate(document)
     except ValidationError as error:
         raise MalformedEvent(_summarise(error)) from error
+
+
+def _depth(document: object) -> int:
+    """How deeply lists and objects nest in a decoded JSON document (a scalar is 0), without recursion."""
+    deepest, pending = 0, [(document, 1)]
+    while pending:
+        value, level = pending.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        if level <= MAX_JSON_DEPTH:
+            pending.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _summarise(error: ValidationError) -> str:

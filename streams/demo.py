@@ -45,7 +45,7 @@ REQUESTS = (
 def run_demo(settings: Settings, *, out_dir: Path, keep_stack: bool = False) -> dict:
     if "refinement_steps" not in settings.model_fields_set:
         settings = settings.model_copy(update={"refinement_steps": DEMO_REFINEMENT_STEPS})
-    stack = EmbeddedStack(settings.data_dir)
+    stack = EmbeddedStack.from_settings(settings)
     started = time.perf_counter()
     log.info("starting the embedded stack in %s", settings.data_dir)
     stack.up()

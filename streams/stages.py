@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Mapping
 
 from schemas import events
 from schemas.envelope import Event
 from streams import topics
 from streams.context import StageContext
-from streams.handlers.adaptation import adapt_voice
+from streams.handlers.adaptation import adapt_voice, fail_adaptation
 from streams.handlers.consent import grant_consent, revoke_consent
 from streams.handlers.ingest import ingest_sample
-from streams.handlers.refinement import refine_voice
+from streams.handlers.refinement import fail_refinement, refine_voice
 from streams.handlers.records import append_audit_record, record_anomaly
-from streams.handlers.synthesis import accept_synthesis, synthesize_chunk
+from streams.handlers.synthesis import accept_synthesis, fail_synthesis, synthesize_chunk
 from streams.handlers.watermark import detect_output, release_output
 
 Handler = Callable[[Event, StageContext], Awaitable[list[Event]]]
+# Ends the request an event belongs to when the stage gives up on the event: (event, context, reason) → outcomes.
+FailureHandler = Callable[[Event, StageContext, str], Awaitable[list[Event]]]
 
 
 @dataclass(frozen=True)
@@ -25,22 +27,25 @@ class Stage:
     name: str
     topic: str
     handlers: Mapping[type[Event], Handler]
+    failure_handlers: Mapping[type[Event], FailureHandler] = field(default_factory=dict)
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("ingest", topics.INGEST, {events.SampleUploaded: ingest_sample}),
     Stage("consent", topics.CONSENT, {events.ConsentGranted: grant_consent, events.ConsentRevoked: revoke_consent}),
-    Stage("adaptation", topics.ADAPTATION, {events.AdaptationRequested: adapt_voice}),
+    Stage("adaptation", topics.ADAPTATION, {events.AdaptationRequested: adapt_voice},
+          {events.AdaptationRequested: fail_adaptation}),
     # minutes of fitting per voice: its own topic, so instant voices never queue behind a fit
-    Stage("refinement", topics.REFINEMENT, {events.AdaptationRefinementRequested: refine_voice}),
+    Stage("refinement", topics.REFINEMENT, {events.AdaptationRefinementRequested: refine_voice},
+          {events.AdaptationRefinementRequested: fail_refinement}),
     Stage("synthesis", topics.SYNTHESIS, {
         events.SynthesisRequested: accept_synthesis,
         events.SynthesisChunkRequested: synthesize_chunk,
-    }),
+    }, {events.SynthesisRequested: fail_synthesis, events.SynthesisChunkRequested: fail_synthesis}),
     Stage("watermark", topics.WATERMARK, {
         events.SynthesisProduced: release_output,
         events.WatermarkDetectionRequested: detect_output,
-    }),
+    }, {events.SynthesisProduced: fail_synthesis}),
     Stage("audit", topics.AUDIT, {events.AuditRecorded: append_audit_record}),
     Stage("anomaly", topics.ANOMALIES, {events.AnomalyDetected: record_anomaly}),
 )

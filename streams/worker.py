@@ -7,6 +7,7 @@ import logging
 import signal
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 
 from infra.db import apply_migrations, create_pool
 from infra.kafka import KafkaProducer, ensure_topics
@@ -14,10 +15,13 @@ from infra.objectstore import open_object_store
 from infra.repositories import Repositories
 from infra.settings import Settings
 from streams.context import Limits, StageContext, VoiceModels
-from streams.processing import MessageLocation, StageProcessor
+from streams.deadlines import RequestDeadlines
+from streams.metrics import CountingPublisher, WorkerMetrics
+from streams.processing import MessageLocation, RetryPolicy, StageProcessor
 from streams.publisher import EventPublisher
 from streams.topics import ALL_TOPICS
 from streams.stages import Stage, stages_named
+from streams.web import WebServer, create_web_app, dependency_checks
 
 log = logging.getLogger("voxflow.worker")
 
@@ -52,20 +56,36 @@ def _add_stage_agent(app: faust.App, stage: Stage, processor: StageProcessor, se
     async def run_stage(stream):
         async for event in stream.events():
             message = event.message
+            processor.metrics.lag(message.topic, message.partition, message.offset, _highwater(app, message.tp))
             await processor.process(stage, event.value, MessageLocation(message.topic, message.partition,
                                                                         message.offset))
 
     app.agent(topic, name=f"voxflow.stage.{stage.name}")(run_stage)
 
 
+def _highwater(app: faust.App, tp) -> int | None:
+    """The offset the partition's next message gets, as of the consumer's last fetch; None when unknown."""
+    try:
+        return app.consumer.highwater(tp)
+    except (ConsumerNotStarted, AssertionError):  # aiokafka asserts the partition is still assigned
+        return None
+
+
 class VoxflowWorker:
-    """Opens the pool, object store and producer, loads the models, then starts the agents."""
+    """Opens the pool, object store and producer, starts the web server, loads the models, then starts the agents.
+
+    ``metrics`` holds the worker's Prometheus metrics; ``web`` is its web server (None when disabled),
+    whose ``port`` is the one it listens on (the ephemeral one, for ``web_port=0``).
+    """
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.metrics = WorkerMetrics()
+        self.web: WebServer | None = None
         self._pool = None
         self._producer = None
         self._app: faust.App | None = None
+        self._deadlines: asyncio.Task | None = None
 
     async def __aenter__(self) -> "VoxflowWorker":
         settings = self.settings
@@ -75,9 +95,12 @@ class VoxflowWorker:
         await apply_migrations(self._pool)
         self._producer = KafkaProducer(settings.kafka_bootstrap)
         await self._producer.start()
+        store = await open_object_store(settings)
+        if settings.web_enabled:
+            await self._start_web(store)
         context = StageContext(
             repos=Repositories.over(self._pool, audit_key=settings.audit_key()),
-            store=await open_object_store(settings),
+            store=store,
             watermark_key=settings.watermark_key(),
             models=VoiceModels(settings.engine, settings.base_voice, settings.piper_voice, settings.kokoro_threads),
             limits=Limits(synthesis_rate_limit=settings.synthesis_rate_limit,
@@ -85,18 +108,46 @@ class VoxflowWorker:
                           consent_failure_limit=settings.consent_failure_limit,
                           require_spoken_consent=settings.require_spoken_consent,
                           refinement_steps=settings.refinement_steps),
-            progress=EventPublisher(self._producer),
+            progress=CountingPublisher(EventPublisher(self._producer), self.metrics),
         )
         log.info("loading speaker encoder and synthesis engine")
         await asyncio.to_thread(context.models.warm_up)
-        processor = StageProcessor(context, EventPublisher(self._producer), max_attempts=settings.max_handler_attempts)
+        processor = StageProcessor(context, EventPublisher(self._producer),
+                                   policy=RetryPolicy(transient_retry_s=settings.transient_retry_s),
+                                   metrics=self.metrics)
         self._app = create_faust_app(settings, processor)
         await self._app.start()
+        if any(stage.name == "synthesis" for stage in stages_named(settings.stages)):
+            deadlines = RequestDeadlines(context.repos.syntheses,
+                                         lambda outcomes: processor.publish_outcomes("synthesis", outcomes),
+                                         settings.request_deadline_s)
+            self._deadlines = asyncio.create_task(deadlines.run(settings.deadline_sweep_s))
         log.info("worker started: stages %s on %s",
                  ", ".join(stage.name for stage in stages_named(settings.stages)), settings.kafka_bootstrap)
         return self
 
+    @property
+    def web_port(self) -> int | None:
+        """The port /metrics and /health are served on, once started; None without a web server."""
+        return self.web.port if self.web is not None else None
+
+    async def _start_web(self, store) -> None:
+        checks = dependency_checks(producer=self._producer, pool=self._pool, store=store)
+        server = WebServer(create_web_app(self.metrics, checks), self.settings.web_host, self.settings.web_port)
+        try:
+            await server.start()
+        except OSError as error:  # declared fate: the worker runs on without /metrics and /health, said loudly
+            log.error("web server not started on %s:%d (%s); no /metrics or /health from this worker",
+                      self.settings.web_host, self.settings.web_port, error)
+            return
+        self.web = server
+        log.info("serving /metrics and /health on %s", server.url)
+
     async def __aexit__(self, *exc_info) -> None:
+        if self._deadlines is not None:
+            self._deadlines.cancel()
+        if self.web is not None:
+            await self.web.stop()
         if self._app is not None:
             await self._app.stop()
         if self._producer is not None:

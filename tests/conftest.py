@@ -1,5 +1,5 @@
-"""Shared fixtures. Integration fixtures start real services: the embedded Tansu broker and
-PostgreSQL (infra.embedded) and an S3-compatible endpoint (moto's server) for the MinIO code path."""
+"""Shared fixtures. Integration fixtures start real services: the embedded stack (infra.embedded): the
+rclone S3 endpoint, the Tansu broker that keeps its log on it, and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -24,35 +24,24 @@ def free_port() -> int:
 def embedded_stack(tmp_path_factory):
     from infra.embedded import EmbeddedStack
 
-    stack = EmbeddedStack(tmp_path_factory.mktemp("stack"), broker_port=free_port(), postgres_port=free_port())
+    stack = EmbeddedStack(tmp_path_factory.mktemp("stack"), broker_port=free_port(), postgres_port=free_port(),
+                          s3_port=free_port())
     stack.up()
     yield stack
     stack.down()
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def stack_settings(embedded_stack, s3_endpoint, tmp_path_factory) -> Settings:
-    """Settings for a worker on the real broker, real Postgres and the S3 endpoint."""
+def stack_settings(embedded_stack, tmp_path_factory) -> Settings:
+    """Settings for a worker on the embedded stack's broker, Postgres and S3 endpoint (its own bucket)."""
     return Settings(
         _env_file=None,
         data_dir=Path(tmp_path_factory.mktemp("worker")),
         kafka_bootstrap=embedded_stack.kafka_bootstrap,
         postgres_dsn=embedded_stack.postgres_dsn,
-        object_store="s3",
-        s3_endpoint=s3_endpoint,
-        s3_access_key="test",
-        s3_secret_key="test-secret",
+        s3_endpoint=embedded_stack.s3_endpoint,
+        s3_access_key=embedded_stack.s3_access_key,
+        s3_secret_key=embedded_stack.s3_secret_key,
         s3_bucket=f"voxflow-{uuid.uuid4().hex[:8]}",
         topic_partitions=2,
         consumer_group=f"voxflow-test-{uuid.uuid4().hex[:8]}",
@@ -64,4 +53,5 @@ def stack_settings(embedded_stack, s3_endpoint, tmp_path_factory) -> Settings:
         # (tests/integration/test_voice_tiers.py runs Kokoro and the refined tier)
         engine="espeak",
         refinement_steps=0,
+        web_port=0,  # several workers run at once (tests/faults/test_workers.py): each serves /metrics on its own port
     )

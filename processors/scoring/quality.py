@@ -22,7 +22,13 @@ from processors.constants import (
     WHISPER_COMPUTE_TYPE,
     WHISPER_LANGUAGES,
 )
-from processors.errors import InvalidAudioError, InvalidTextError, ScorerUnavailableError, UnsupportedLanguageError
+from processors.errors import (
+    InvalidAudioError,
+    InvalidTextError,
+    ScorerUnavailableError,
+    SpeechTooShortError,
+    UnsupportedLanguageError,
+)
 from processors.voice.speaker import SpeakerEncoder, cosine_similarity
 
 _WORD_SEPARATORS = re.compile(r"[-–—/_]+")
@@ -30,14 +36,15 @@ _WORD_SEPARATORS = re.compile(r"[-–—/_]+")
 
 @dataclass(frozen=True)
 class QualityScores:
-    """Scores of one utterance; ``None`` where the scorer is not installed or the language has no ASR model.
+    """Scores of one utterance; ``None`` where the scorer is not installed or the language has no ASR model,
+    and ``similarity`` ``None`` for speech too short to embed.
 
     ``similarity`` is the cosine between the utterance's speaker embedding and the target's
     (same speaker ≈ 0.8-0.95, different speakers ≈ 0.4-0.7); ``wer`` is word error rate, 0 best,
     can exceed 1; ``dnsmos`` is the DNSMOS overall MOS, 1-5.
     """
 
-    similarity: float
+    similarity: float | None
     wer: float | None
     dnsmos: float | None
     transcript: str | None
@@ -133,7 +140,10 @@ class QualityScorer:
     def score(
         self, samples: np.ndarray, sample_rate_hz: int, target_embedding: np.ndarray, text: str, language: str
     ) -> QualityScores:
-        similarity = cosine_similarity(self._encoder.embed(samples, sample_rate_hz), target_embedding)
+        try:
+            similarity = cosine_similarity(self._encoder.embed(samples, sample_rate_hz), target_embedding)
+        except SpeechTooShortError:  # "Hello there." is a fine request; it is only too short to judge the voice by
+            similarity = None
         transcript = None
         wer = None
         if self._transcriber is not None and language in self._transcriber.supported_languages():

@@ -140,6 +140,13 @@ async def _load_sample(context: StageContext, key: str) -> tuple[np.ndarray, int
     return to_mono(decoded.samples), decoded.sample_rate_hz
 
 
+async def fail_adaptation(event: AdaptationRequested, context: StageContext, reason: str) -> list[Event]:
+    """The stage gave up on the request: record it failed, unless it already ended, and tell the caller."""
+    if await context.repos.adaptations.status(adaptation_id=event.adaptation_id) in ("completed", "failed"):
+        return []
+    return await _fail(event, context, reason)
+
+
 async def _fail(event: AdaptationRequested, context: StageContext, reason: str) -> list[Event]:
     await context.repos.adaptations.record(
         adaptation_id=event.adaptation_id, voice_id=event.voice_id, tenant_id=event.tenant_id,

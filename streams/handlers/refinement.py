@@ -69,5 +69,10 @@ def _intelligibility(context: StageContext, instant: VoiceProfile, refined: Voic
     return intelligibility(context.models.engine_for("kokoro"), context.models.transcriber, (instant, refined))
 
 
+async def fail_refinement(event: AdaptationRefinementRequested, context: StageContext, reason: str) -> list[Event]:
+    """The stage gave up on the fit: the caller learns why; the instant voice stays the latest."""
+    return [_failed(event, reason)]
+
+
 def _failed(event: AdaptationRefinementRequested, reason: str) -> AdaptationFailed:
     return event.follow_up(AdaptationFailed, adaptation_id=event.adaptation_id, reason=reason, tier=REFINED_TIER)

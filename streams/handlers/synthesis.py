@@ -155,10 +155,24 @@ async def synthesize_chunk(event: SynthesisChunkRequested, context: StageContext
     )]
 
 
+async def fail_synthesis(
+    event: SynthesisRequested | SynthesisChunkRequested | SynthesisProduced, context: StageContext, reason: str
+) -> list[Event]:
+    """A stage gave up on one of the request's events: the request ends failed, unless it already ended."""
+    existing = await context.repos.syntheses.get(synthesis_id=event.synthesis_id)
+    if existing is None and isinstance(event, SynthesisRequested):
+        return await _fail(event, context, reason)
+    if existing is not None and existing["status"] in ("completed", "failed"):
+        return []
+    if existing is not None:
+        await context.repos.syntheses.mark_failed(synthesis_id=event.synthesis_id, reason=reason)
+    return [event.follow_up(SynthesisFailed, synthesis_id=event.synthesis_id, reason=reason)]
+
+
 def _request_fields(event: SynthesisRequested) -> dict:
     return dict(synthesis_id=event.synthesis_id, voice_id=event.voice_id, tenant_id=event.tenant_id, text=event.text,
                 language=event.language, purpose=event.purpose, controls=event.controls.model_dump(),
-                requested_at=event.occurred_at)
+                requested_at=event.occurred_at, correlation_id=event.correlation_id, request_event_id=event.event_id)
 
 
 async def _fail(event: SynthesisRequested, context: StageContext, reason: str, *, record: bool = True) -> list[Event]:

@@ -9,8 +9,9 @@ import numpy as np
 
 from infra.errors import ObjectNotFound
 from processors.audio.codec_quality import decode_audio, encode_wav, resample, to_mono
-from processors.constants import CHUNK_PAUSE_MS, OUTPUT_SAMPLE_RATE_HZ
+from processors.constants import CHUNK_PAUSE_MS, OUTPUT_SAMPLE_RATE_HZ, SCORED_EXCERPT_S
 from processors.errors import ProcessorError, WatermarkAudioTooShortError
+from processors.synthesis.text import chunk_text
 from processors.voice.profile import VoiceProfile
 from processors.trust.watermark import detect_watermark, embed_watermark
 from schemas.envelope import Event
@@ -26,18 +27,29 @@ from streams.context import StageContext
 from streams.handlers.common import synthesis_key
 
 
+_COMPLETED_FIELDS = ("object_key", "watermark_payload", "latency_s", "rtf", "duration_s", "speaker_similarity",
+                     "word_error_rate", "dnsmos")
+
+
 def watermark_payload(synthesis_id) -> bytes:
     """64 bits naming the synthesis; the syntheses table maps it back to the request."""
     return synthesis_id.bytes[:8]
 
 
 async def release_output(event: SynthesisProduced, context: StageContext) -> list[Event]:
+    """Mark and release the chunk, and complete the synthesis with its last chunk.
+
+    A redelivery after a crash re-sends what the first delivery may not have sent (the chunk's
+    ``chunk_ready``, the ``synthesis.completed``) from the stored rows, with the same event ids.
+    """
     synthesis = await context.repos.syntheses.get(synthesis_id=event.synthesis_id)
-    if synthesis is None or synthesis["status"] != "accepted":
+    if synthesis is None or synthesis["status"] == "failed":
         return []
     chunk = await context.repos.syntheses.chunk(synthesis_id=event.synthesis_id, chunk_index=event.chunk_index)
+    if synthesis["status"] == "completed":
+        return [_chunk_ready(event, chunk), _completed(event, synthesis)] if chunk["released_at"] else []
     try:
-        outcomes = [] if chunk["released_at"] else [await _release_chunk(event, context)]
+        outcomes = [_chunk_ready(event, chunk) if chunk["released_at"] else await _release_chunk(event, context)]
     except WatermarkAudioTooShortError as error:
         # voxflow never releases unmarked audio
         reason = (f"chunk {event.chunk_index + 1} of {event.chunk_count} is too short to carry the watermark "
@@ -59,24 +71,29 @@ async def _release_chunk(event: SynthesisProduced, context: StageContext) -> Eve
     await context.repos.syntheses.release_chunk(synthesis_id=event.synthesis_id, chunk_index=event.chunk_index,
                                                 object_key=object_key)
     await context.store.delete(event.raw_key)
+    released = await context.repos.syntheses.chunk(synthesis_id=event.synthesis_id, chunk_index=event.chunk_index)
+    return _chunk_ready(event, released)
+
+
+def _chunk_ready(event: SynthesisProduced, chunk) -> Event:
     return event.follow_up(
         SynthesisChunkReady, synthesis_id=event.synthesis_id, chunk_index=event.chunk_index,
-        chunk_count=event.chunk_count, object_key=object_key, sample_rate_hz=decoded.sample_rate_hz,
-        duration_s=event.duration_s, latency_s=round(_seconds_since(event, context), 3),
+        chunk_count=event.chunk_count, object_key=chunk["object_key"], sample_rate_hz=event.sample_rate_hz,
+        duration_s=event.duration_s, latency_s=round((chunk["released_at"] - event.requested_at).total_seconds(), 3),
     )
 
 
 async def _complete(event: SynthesisProduced, context: StageContext, synthesis, released) -> Event:
-    """All chunks are out: join them (each already marked) into one file and score it."""
-    pieces = [decode_audio(await context.store.get(row["object_key"])) for row in released]
-    rate = pieces[0].sample_rate_hz
-    pause = np.zeros(int(CHUNK_PAUSE_MS * rate / 1000), dtype=np.float32)
-    whole = np.concatenate([part for piece in pieces for part in (pause, to_mono(piece.samples))][1:])
+    """All chunks are out: join them (each already marked) into one file and score its leading chunks."""
+    pieces = [to_mono(decode_audio(await context.store.get(row["object_key"])).samples) for row in released]
+    rate = event.sample_rate_hz
+    whole = _joined(pieces, rate)
     object_key = synthesis_key(event, event.synthesis_id, "output.wav")
     await context.store.put(object_key, encode_wav(whole, rate), content_type="audio/wav")
     profile = VoiceProfile.from_dict(synthesis["profile"])
-    scores = await asyncio.to_thread(context.models.scorer.score, whole, rate, profile.embedding,
-                                     synthesis["text"], synthesis["language"])
+    excerpt, excerpt_text = _scored_excerpt(pieces, rate, synthesis["text"])
+    scores = await asyncio.to_thread(context.models.scorer.score, excerpt, rate, profile.embedding,
+                                     excerpt_text, synthesis["language"])
     duration_s = whole.size / rate
     rtf = sum(row["compute_s"] for row in released) / duration_s
     latency_s = _seconds_since(event, context)
@@ -87,7 +104,27 @@ async def _complete(event: SynthesisProduced, context: StageContext, synthesis, 
         dnsmos=_rounded(scores.dnsmos),
     )
     await context.repos.syntheses.mark_completed(synthesis_id=event.synthesis_id, **fields)
-    return event.follow_up(SynthesisCompleted, synthesis_id=event.synthesis_id, sample_rate_hz=rate,
+    return _completed(event, await context.repos.syntheses.get(synthesis_id=event.synthesis_id))
+
+
+def _joined(pieces: list[np.ndarray], rate: int) -> np.ndarray:
+    pause = np.zeros(int(CHUNK_PAUSE_MS * rate / 1000), dtype=np.float32)
+    return np.concatenate([part for piece in pieces for part in (pause, piece)][1:])
+
+
+def _scored_excerpt(pieces: list[np.ndarray], rate: int, text: str) -> tuple[np.ndarray, str]:
+    """The leading chunks up to ``SCORED_EXCERPT_S`` (at least one) and their text: scoring stays bounded."""
+    texts = [chunk.text for chunk in chunk_text(text)]
+    if len(texts) != len(pieces):  # chunked by another version of the rules: score the whole
+        return _joined(pieces, rate), text
+    durations_s = np.cumsum([piece.size / rate for piece in pieces])
+    count = max(1, int(np.searchsorted(durations_s, SCORED_EXCERPT_S, side="right")))
+    return _joined(pieces[:count], rate), " ".join(texts[:count])
+
+
+def _completed(event: SynthesisProduced, synthesis) -> Event:
+    fields = {name: synthesis[name] for name in _COMPLETED_FIELDS}
+    return event.follow_up(SynthesisCompleted, synthesis_id=event.synthesis_id, sample_rate_hz=event.sample_rate_hz,
                            chunk_count=event.chunk_count, **fields)
 
 

@@ -1,4 +1,5 @@
-"""The embedded stack on real processes: a Tansu broker and PostgreSQL 18 under a temporary data dir."""
+"""The embedded stack on real processes: the rclone S3 server, a Tansu broker on it and PostgreSQL 18 under a
+temporary data dir."""
 
 from __future__ import annotations
 
@@ -6,15 +7,18 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
 import asyncpg
+import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from infra.embedded import EmbeddedStack, StackStatus
+from infra.embedded import BROKER_BUCKET, EmbeddedStack, StackStatus
 from infra.errors import PortInUseError, PortMismatchError
 from tests.conftest import free_port
 
@@ -30,14 +34,14 @@ def start_in_another_process(stack: EmbeddedStack) -> None:
     """`up()` from a short-lived interpreter, as `voxflow stack up` does from the CLI."""
     script = (
         "import sys; from pathlib import Path; from infra.embedded import EmbeddedStack; "
-        "EmbeddedStack(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])).up()"
+        "EmbeddedStack(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])).up()"
     )
     subprocess.run([sys.executable, "-c", script, str(stack.data_dir), str(stack.broker_port),
-                    str(stack.postgres_port)], cwd=REPO_ROOT, check=True, timeout=120)
+                    str(stack.postgres_port), str(stack.s3_port)], cwd=REPO_ROOT, check=True, timeout=120)
 
 
-def pids(status: StackStatus) -> tuple[int | None, int | None]:
-    return status.broker.pid, status.postgres.pid
+def pids(status: StackStatus) -> tuple[int | None, int | None, int | None]:
+    return status.s3.pid, status.broker.pid, status.postgres.pid
 
 
 def exited_pid() -> int:
@@ -66,7 +70,8 @@ async def fetch_value(stack: EmbeddedStack, query: str) -> object:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    stack = EmbeddedStack(tmp_path_factory.mktemp("embedded"), broker_port=free_port(), postgres_port=free_port())
+    stack = EmbeddedStack(tmp_path_factory.mktemp("embedded"), broker_port=free_port(), postgres_port=free_port(),
+                          s3_port=free_port())
     start_in_another_process(stack)
     yield stack
     stack.down()
@@ -78,6 +83,7 @@ def test_services_outlive_the_process_that_started_them(stack):
     assert status.running
     assert status.broker.url == f"kafka://{stack.kafka_bootstrap}"
     assert status.postgres.url == stack.postgres_dsn
+    assert status.s3.url == f"http://{stack.s3_endpoint}"
     # Another session: a Ctrl-C or hang-up in the terminal that ran `stack up` does not reach them.
     assert all(os.getsid(pid) != os.getsid(0) for pid in pids(status))
 
@@ -136,7 +142,8 @@ def test_up_on_a_running_stack_changes_nothing(stack):
 
 
 def test_up_with_other_ports_than_the_running_stack_is_refused(stack):
-    moved = EmbeddedStack(stack.data_dir, broker_port=free_port(), postgres_port=stack.postgres_port)
+    moved = EmbeddedStack(stack.data_dir, broker_port=free_port(), postgres_port=stack.postgres_port,
+                          s3_port=stack.s3_port)
 
     with pytest.raises(PortMismatchError, match="broker"):
         moved.up()
@@ -148,28 +155,31 @@ def test_a_port_taken_by_another_process_is_refused_before_anything_starts(tmp_p
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken_port = squatter.getsockname()[1]
-        stack = EmbeddedStack(tmp_path, broker_port=free_port(), postgres_port=taken_port)
+        stack = EmbeddedStack(tmp_path, broker_port=free_port(), postgres_port=taken_port, s3_port=free_port())
 
         with pytest.raises(PortInUseError, match=str(taken_port)):
             stack.up()
 
     status = stack.status()
+    assert not status.s3.running
     assert not status.broker.running
     assert not status.postgres.running
 
 
-async def test_down_stops_both_and_up_restarts_them_keeping_postgres_data(stack):
+async def test_down_stops_all_and_up_restarts_them_keeping_postgres_data(stack):
     before = stack.status()
     await execute(stack, "create table kept (note text)", "insert into kept values ('survives a restart')")
 
     stack.down()
 
     stopped = stack.status()
+    assert not stopped.s3.running
     assert not stopped.broker.running
     assert not stopped.postgres.running
-    # Binding both ports proves nothing listens on them any more.
+    # Binding the ports proves nothing listens on them any more.
     with socket.create_server(("127.0.0.1", stack.broker_port)), \
-            socket.create_server(("127.0.0.1", stack.postgres_port)):
+            socket.create_server(("127.0.0.1", stack.postgres_port)), \
+            socket.create_server(("127.0.0.1", stack.s3_port)):
         pass
 
     (stack.data_dir / "broker.pid").write_text(f"{exited_pid()}\n")
@@ -179,3 +189,22 @@ async def test_down_stops_both_and_up_restarts_them_keeping_postgres_data(stack)
     assert restarted.running
     assert set(pids(restarted)).isdisjoint(pids(before))
     assert await fetch_value(stack, "select note from kept") == "survives a restart"
+
+
+def test_the_s3_server_and_the_broker_listen_on_localhost_only(stack):
+    status = stack.status()
+    for service in (status.s3, status.broker):
+        listening = {c.laddr.ip for c in psutil.Process(service.pid).net_connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN}
+        assert listening == {"127.0.0.1"}, service.name
+
+
+def test_the_s3_endpoint_refuses_anonymous_requests(stack):
+    """Unsigned requests get an S3 error (rclone answers 400 UnsupportedAlgorithm): no listing, no write."""
+    bucket_url = f"http://{stack.s3_endpoint}/{BROKER_BUCKET}"
+    for request in (urllib.request.Request(f"{bucket_url}?list-type=2"),
+                    urllib.request.Request(f"{bucket_url}/planted", data=b"x", method="PUT")):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code in (400, 403)
+    assert not (stack.data_dir / "s3" / BROKER_BUCKET / "planted").exists()

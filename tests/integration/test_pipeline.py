@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from datetime import timedelta
@@ -11,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.kafka import KafkaProducer
-from infra.speech_assets import czech_actor_utterance, reference_utterance
+from infra.speech_assets import czech_actor_utterance
 from processors.audio.codec_quality import decode_audio, encode_wav, to_mono
 from processors.trust.watermark import detect_watermark
 from schemas.envelope import utc_now
@@ -26,11 +25,10 @@ from streams.client import signed_consent, signed_revocation, upload_sample
 from streams.results import ResultWatcher
 from streams.session import client_session
 from streams.worker import VoxflowWorker
+from tests.journeys import RESULT_TIMEOUT_S, TENANT, consented_voice, eventually, synthesise, wav_of_real_speech
 
 pytestmark = pytest.mark.integration
 
-TENANT = "acme"
-RESULT_TIMEOUT_S = 240
 
 
 @pytest.fixture(scope="module")
@@ -57,53 +55,6 @@ async def dead_letters(stack_settings, worker):
         yield watcher
 
 
-async def eventually(read, done, *, timeout_s: float = 30.0):
-    """Poll `read()` until `done(value)`: stages behind the results topic (audit, anomalies) lag a little."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await read()
-        if done(value) or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.5)
-
-
-def wav_of_real_speech(seconds: float, offset: int) -> bytes:
-    return encode_wav(*reference_utterance(seconds, offset=offset))
-
-
-async def consented_voice(session, results, *, voice_id: str, max_uses: int | None = None,
-                          owner_key: Ed25519PrivateKey | None = None):
-    correlation = uuid.uuid4()
-    uploads = [
-        await upload_sample(session.store, session.publisher, data=wav_of_real_speech(10, offset=i),
-                            filename=f"s{i}.wav", tenant_id=TENANT, voice_id=voice_id, correlation_id=correlation)
-        for i in range(2)
-    ]
-    owner_key = owner_key or Ed25519PrivateKey.generate()
-    consent = signed_consent(owner_key, tenant_id=TENANT, voice_id=voice_id, owner_id="owner-1",
-                             purposes=["narration"], languages=["en"], statement_text="I consent.",
-                             max_uses=max_uses, correlation_id=correlation)
-    # adaptation is sent before consent on purpose: it must wait for the consent, then run
-    await session.publisher.publish(AdaptationRequested(tenant_id=TENANT, voice_id=voice_id, correlation_id=correlation,
-                                                        sample_ids=[u.sample_id for u in uploads]))
-    await session.publisher.publish(consent)
-    ready = await results.wait_for(correlation, {"voice.ready", "adaptation.failed"}, 1, timeout_s=RESULT_TIMEOUT_S)
-    assert [e.type for e in ready] == ["voice.ready"], ready
-    return correlation, consent, ready[0]
-
-
-async def synthesise(session, results, *, voice_id: str, correlation, text: str = "Good morning, everyone. Today we will read the news of the week together.",
-                     purpose: str = "narration", language: str = "en"):
-    request = SynthesisRequested(tenant_id=TENANT, voice_id=voice_id, correlation_id=correlation, text=text,
-                                 language=language, purpose=purpose)
-    await session.publisher.publish(request)
-    answer = await results.wait_until(
-        lambda e: getattr(e, "synthesis_id", None) == request.synthesis_id
-        and e.type in {"synthesis.completed", "synthesis.failed"},
-        timeout_s=RESULT_TIMEOUT_S,
-    )
-    assert answer, f"no result for synthesis {request.synthesis_id}"
-    return answer[0]
 
 
 async def test_consenting_voice_is_cloned_watermarked_and_audited(session, results, stack_settings):
@@ -264,7 +215,7 @@ async def test_revoked_consent_stops_further_cloning(session, results):
 
 
 async def test_detection_tells_original_speech_from_voxflow_output(session, results, stack_settings):
-    original_key = f"checks/{uuid.uuid4()}.wav"
+    original_key = f"checks/{TENANT}/{uuid.uuid4()}.wav"
     await session.store.put(original_key, wav_of_real_speech(6, offset=5))
     request = WatermarkDetectionRequested(tenant_id=TENANT, voice_id="alice", object_key=original_key)
     await session.publisher.publish(request)

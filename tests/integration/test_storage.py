@@ -1,4 +1,4 @@
-"""Object stores (MinIO client against a real S3 endpoint, local directory) and Postgres repositories."""
+"""The object store (MinIO client against the embedded rclone S3 endpoint) and Postgres repositories."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import uuid
 import pytest
 
 from infra.db import apply_migrations, create_pool
-from infra.errors import InvalidObjectKey, ObjectNotFound, ObjectStoreUnavailable
-from infra.objectstore import LocalDirectoryStore, MinioStore, open_object_store
+from infra.errors import InvalidObjectKey, ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable
+from infra.objectstore import MinioStore, open_object_store
 from infra.repositories import AuditRepository, Repositories
 from infra.settings import Settings
 from streams.auditing import verify_audit_log
@@ -16,11 +16,9 @@ from streams.auditing import verify_audit_log
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["s3", "local"])
-async def store(request, stack_settings, tmp_path):
-    if request.param == "s3":
-        return await open_object_store(stack_settings.model_copy(update={"s3_bucket": f"t-{uuid.uuid4().hex[:8]}"}))
-    return LocalDirectoryStore(tmp_path)
+@pytest.fixture
+async def store(stack_settings):
+    return await open_object_store(stack_settings.model_copy(update={"s3_bucket": f"t-{uuid.uuid4().hex[:8]}"}))
 
 
 async def test_objects_round_trip_and_list_by_prefix(store):
@@ -42,10 +40,18 @@ async def test_missing_objects_and_bad_keys_raise_named_errors(store):
 
 
 async def test_an_unreachable_s3_endpoint_is_reported_as_unavailable():
-    settings = Settings(_env_file=None, object_store="s3", s3_endpoint="127.0.0.1:9")
+    settings = Settings(_env_file=None, s3_endpoint="127.0.0.1:9")
     store = MinioStore.from_settings(settings)
     with pytest.raises(ObjectStoreUnavailable):
         await store.get("x")
+
+
+async def test_a_wrong_key_is_refused_for_good(stack_settings):
+    """The embedded endpoint checks signatures; a wrong secret is not worth retrying."""
+    intruder = MinioStore.from_settings(stack_settings.model_copy(update={"s3_secret_key": "not-the-secret"}))
+    with pytest.raises(ObjectStoreError, match="SignatureDoesNotMatch") as refused:
+        await intruder.get("samples/any.wav")
+    assert not isinstance(refused.value, ObjectStoreUnavailable)
 
 
 @pytest.fixture

@@ -109,3 +109,25 @@ class CollectedProgress:
 
     async def publish(self, event):
         self.events.append(event)
+
+
+class FakeSyntheses:
+    """Synthesis requests and their chunks by id, as the syntheses and synthesis_chunks tables hold them."""
+
+    def __init__(self):
+        self.rows: dict = {}
+        self.chunks: dict = {}
+
+    async def get(self, *, synthesis_id):
+        return self.rows.get(synthesis_id)
+
+    async def record_request(self, *, synthesis_id, status, reason=None, **fields):
+        first = synthesis_id not in self.rows
+        self.rows.setdefault(synthesis_id, {"synthesis_id": synthesis_id, "status": status, "reason": reason, **fields})
+        return first
+
+    async def mark_failed(self, *, synthesis_id, reason):
+        self.rows[synthesis_id].update(status="failed", reason=reason)
+
+    async def chunk(self, *, synthesis_id, chunk_index):
+        return self.chunks.get((synthesis_id, chunk_index))

@@ -17,8 +17,9 @@ from tests.unit.fakes import InMemoryStore, fake_context
 
 
 def upload_of(data: bytes, voice: str = "v1", tenant: str = "t") -> tuple[SampleUploaded, InMemoryStore]:
-    event = SampleUploaded(tenant_id=tenant, voice_id=voice, object_key="uploads/a.wav", size_bytes=len(data))
-    return event, InMemoryStore({"uploads/a.wav": data})
+    key = f"uploads/{tenant}/{voice}/a.wav"
+    event = SampleUploaded(tenant_id=tenant, voice_id=voice, object_key=key, size_bytes=len(data))
+    return event, InMemoryStore({key: data})
 
 
 async def test_real_speech_is_accepted_normalised_and_wakes_a_waiting_adaptation(english_reference_speech):
@@ -47,7 +48,7 @@ async def test_corrupt_audio_is_rejected_with_a_reason_and_recorded():
 
 
 async def test_an_event_pointing_at_a_missing_object_is_rejected():
-    event = SampleUploaded(tenant_id="t", voice_id="v1", object_key="uploads/never-put.wav", size_bytes=1)
+    event = SampleUploaded(tenant_id="t", voice_id="v1", object_key="uploads/t/v1/never-put.wav", size_bytes=1)
 
     (rejected,) = await ingest_sample(event, fake_context())
 

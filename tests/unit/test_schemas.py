@@ -1,10 +1,11 @@
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from schemas import EVENT_TYPES, export_json_schemas, parse_event
 from schemas.errors import MalformedEvent, UnknownEventType, UnsupportedSchemaVersion
-from schemas.events import SampleAccepted, SampleUploaded, SynthesisRequested
+from schemas.events import SampleAccepted, SampleUploaded, SynthesisRequested, WatermarkDetectionRequested
 
 
 def uploaded(**overrides) -> SampleUploaded:
@@ -43,9 +44,9 @@ def test_unknown_fields_are_refused():
 
 def test_follow_ups_keep_the_journey_and_have_stable_ids():
     cause = uploaded()
-    first = cause.follow_up(SampleAccepted, sample_id=cause.sample_id, normalised_key="k", duration_s=1, speech_s=1,
+    first = cause.follow_up(SampleAccepted, sample_id=cause.sample_id, normalised_key="samples/t/v1/k.wav", duration_s=1, speech_s=1,
                             snr_db=30, clipping_ratio=0, original_sample_rate_hz=16000, original_channels=1)
-    again = cause.follow_up(SampleAccepted, sample_id=cause.sample_id, normalised_key="k", duration_s=1, speech_s=1,
+    again = cause.follow_up(SampleAccepted, sample_id=cause.sample_id, normalised_key="samples/t/v1/k.wav", duration_s=1, speech_s=1,
                             snr_db=30, clipping_ratio=0, original_sample_rate_hz=16000, original_channels=1)
     assert first.event_id == again.event_id != cause.event_id
     assert (first.correlation_id, first.causation_id, first.voice_id) == (cause.correlation_id, cause.event_id, "v1")
@@ -62,3 +63,25 @@ def test_every_event_type_exports_a_json_schema(tmp_path):
     assert set(index) == set(EVENT_TYPES) and len(written) == len(EVENT_TYPES) + 1
     schema = json.loads((tmp_path / index["sample.uploaded"]["schema"]).read_text())
     assert {"object_key", "voice_id", "tenant_id"} <= set(schema["required"])
+
+
+@pytest.mark.parametrize("key", [
+    "uploads/victim/v1/a.wav",  # another tenant's upload
+    "uploads/t/other-voice/a.wav",  # another voice of the same tenant
+    "samples/t/v1/a.wav",  # the right tenant, the wrong part of the store
+    "uploads/t/v1/../../victim/v1/a.wav",
+    "a.wav",
+])
+def test_an_upload_naming_a_key_outside_its_tenant_and_voice_is_refused_with_the_reason(key):
+    raw = json.dumps({**json.loads(uploaded().to_bytes()), "object_key": key})
+
+    with pytest.raises(MalformedEvent, match="outside the event's tenant and voice"):
+        parse_event(raw)
+
+
+def test_a_detection_request_may_name_only_its_own_tenants_audio():
+    own = WatermarkDetectionRequested(tenant_id="t", voice_id="any", object_key="syntheses/t/v9/x/output.wav")
+
+    with pytest.raises(ValidationError, match="outside the event's tenant"):
+        WatermarkDetectionRequested(tenant_id="t", voice_id="any", object_key="syntheses/victim/v9/x/output.wav")
+    assert own.object_key.startswith("syntheses/t/")

@@ -1,0 +1,69 @@
+"""Request deadlines: a synthesis with no result long after it was accepted is failed with the reason.
+
+Whatever stalled it — a stage stopped for good, a message parked forever — the caller gets a
+``synthesis.failed`` instead of waiting without end. The sweep claims the rows in one update, so
+several workers can sweep at once and each stalled request is failed once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from infra.repositories import StalledSynthesis
+from schemas.envelope import Event, utc_now
+from schemas.events import SynthesisFailed
+
+log = logging.getLogger("voxflow.deadlines")
+
+
+class StalledRequests(Protocol):
+    async def fail_stalled(self, *, requested_before: datetime, reason: str) -> list[StalledSynthesis]: ...
+
+
+class RequestDeadlines:
+    """Fails requests older than ``deadline_s`` that have not ended, and publishes their failures."""
+
+    def __init__(self, syntheses: StalledRequests, publish: Callable[[list[Event]], Awaitable[None]], deadline_s: float,
+                 clock: Callable[[], datetime] = utc_now):
+        self._syntheses = syntheses
+        self._publish = publish
+        self.deadline_s = deadline_s
+        self._clock = clock
+        self._unsent: list[Event] = []
+
+    async def sweep(self) -> list[Event]:
+        """One round: send failures a previous round could not send, then fail what is past its deadline."""
+        reason = f"no result within {self.deadline_s:g} s of the request; it was stopped (VOXFLOW_REQUEST_DEADLINE_S)"
+        stalled = await self._syntheses.fail_stalled(
+            requested_before=self._clock() - timedelta(seconds=self.deadline_s), reason=reason)
+        self._unsent += [_failure(request, reason) for request in stalled]
+        outcomes, self._unsent = self._unsent, []
+        try:
+            await self._publish(outcomes)
+        except Exception:
+            self._unsent = outcomes  # the rows are already failed: their events must still go out
+            raise
+        for request in stalled:
+            log.warning("synthesis %s failed: past its %g s deadline", request.synthesis_id, self.deadline_s)
+        return outcomes
+
+    async def run(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.sweep()
+            except Exception as error:  # noqa: BLE001 — an outage only delays the next round
+                log.warning("deadline sweep failed (%s: %s); next try in %g s", type(error).__name__, error, interval_s)
+
+
+def _failure(request: StalledSynthesis, reason: str) -> SynthesisFailed:
+    cause = request.request_event_id or request.synthesis_id
+    journey = {"correlation_id": request.correlation_id} if request.correlation_id else {}
+    return SynthesisFailed(event_id=uuid.uuid5(cause, "synthesis.failed:deadline"), tenant_id=request.tenant_id,
+                           voice_id=request.voice_id, causation_id=request.request_event_id,
+                           synthesis_id=request.synthesis_id, reason=reason, **journey)
