@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -418,11 +420,24 @@ class Repositories:
     anomalies: AnomalyRepository
     audit: AuditRepository
     inbox: InboxRepository
+    executor: asyncpg.Pool | asyncpg.Connection  # what the repositories above run their SQL on
 
     @classmethod
-    def over(cls, pool: asyncpg.Pool, *, audit_key: bytes) -> "Repositories":
+    def over(cls, executor: asyncpg.Pool | asyncpg.Connection, *, audit_key: bytes) -> "Repositories":
+        """Repositories on a pool, or on one connection (a connection has the same query methods)."""
         return cls(
-            VoiceRepository(pool), SampleRepository(pool), ConsentRepository(pool), ProfileRepository(pool),
-            AdaptationJobRepository(pool), SynthesisRepository(pool), AnomalyRepository(pool),
-            AuditRepository(pool, audit_key), InboxRepository(pool),
+            VoiceRepository(executor), SampleRepository(executor), ConsentRepository(executor),
+            ProfileRepository(executor), AdaptationJobRepository(executor), SynthesisRepository(executor),
+            AnomalyRepository(executor), AuditRepository(executor, audit_key), InboxRepository(executor), executor,
         )
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator["Repositories"]:
+        """A unit of work: repositories on one connection whose writes commit together, or not at all
+        when the block raises (inside another unit of work: a savepoint)."""
+        if isinstance(self.executor, asyncpg.Pool):
+            async with self.executor.acquire() as connection, connection.transaction():
+                yield Repositories.over(connection, audit_key=self.audit.key)
+        else:
+            async with self.executor.transaction():
+                yield self

@@ -54,14 +54,24 @@ async def accept_synthesis(event: SynthesisRequested, context: StageContext) -> 
         return [anomaly, *await _fail(event, context, f"blocked: {refusal}")]
     except (SynthesisRefused, ProcessorError) as refusal:
         return await _fail(event, context, str(refusal))
-    for consent_id in consents:
-        if not await context.repos.consents.claim_use(consent_id=consent_id):
-            return await _fail(event, context, "consent use limit reached")
-    await context.repos.syntheses.record_request(
-        **_request_fields(event), status="accepted", consent_id=consents[0], profile_version=version,
-        profile=profile.to_dict(), chunk_count=len(chunks), engine=engine,
-    )
+    try:
+        # one unit of work: a retry after a crash never counts a use twice, and a blend whose second
+        # consent is used up gives the first one's use back
+        async with context.repos.transaction() as repos:
+            for consent_id in consents:
+                if not await repos.consents.claim_use(consent_id=consent_id):
+                    raise _UseLimitReached(consent_id)
+            await repos.syntheses.record_request(
+                **_request_fields(event), status="accepted", consent_id=consents[0], profile_version=version,
+                profile=profile.to_dict(), chunk_count=len(chunks), engine=engine,
+            )
+    except _UseLimitReached:
+        return await _fail(event, context, "consent use limit reached")
     return _chunk_requests(event, event.text, chunks)
+
+
+class _UseLimitReached(Exception):
+    """Rolls the request's unit of work back: one of its consents has no use left."""
 
 
 def _chunk_requests(event: SynthesisRequested, text: str, chunks=None) -> list[Event]:

@@ -48,7 +48,7 @@ def worker_environment(settings: Settings) -> dict[str, str]:
 def worker_process(settings: Settings) -> Iterator[subprocess.Popen]:
     """A `voxflow worker`; its log goes to a ``worker-*.log`` file in the settings' data directory."""
     log_file = open(settings.data_dir / f"worker-{uuid.uuid4().hex[:6]}.log", "wb")
-    process = subprocess.Popen([sys.executable, "-c", "from infra.cli import main; main()", "worker"], env=worker_environment(settings),
+    process = subprocess.Popen([sys.executable, "-c", "from cli import main; main()", "worker"], env=worker_environment(settings),
                                stdout=log_file, stderr=subprocess.STDOUT)
     log_file.close()
     try:

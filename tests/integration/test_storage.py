@@ -114,3 +114,23 @@ async def test_a_rehashed_forgery_is_caught_because_the_chain_is_keyed(pool, sta
                        entry.sequence, original["record"], original["record_hash"])
 
     assert not verification.valid and verification.first_invalid_sequence == entry.sequence
+
+
+async def test_a_unit_of_work_commits_its_writes_together_or_not_at_all(pool):
+    from datetime import datetime, timezone
+
+    repos = Repositories.over(pool, audit_key=b"k" * 32)
+    voice, kept, dropped = f"v-{uuid.uuid4().hex[:6]}", uuid.uuid4(), uuid.uuid4()
+    request = dict(voice_id=voice, tenant_id="t", text="Hi.", language="en", purpose="narration", controls={},
+                   requested_at=datetime.now(timezone.utc), status="accepted")
+
+    async with repos.transaction() as unit:
+        await unit.voices.ensure_voice(voice_id=voice, tenant_id="t")
+        await unit.syntheses.record_request(synthesis_id=kept, **request)
+    with pytest.raises(ConnectionResetError):
+        async with repos.transaction() as unit:
+            await unit.syntheses.record_request(synthesis_id=dropped, **request)
+            raise ConnectionResetError("the worker died before the unit of work ended")
+
+    assert await repos.syntheses.get(synthesis_id=kept) is not None
+    assert await repos.syntheses.get(synthesis_id=dropped) is None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from infra.cli import main
+from cli import main
 
 SCHEMA_DOCS = Path(__file__).parents[2] / "docs" / "schemas"
 

@@ -1,0 +1,109 @@
+"""`voxflow voice protect`, `voxflow analyze` and `voxflow clone`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cli.app import echo_json, main, run_async
+from infra.errors import InfraError
+from infra.settings import Settings
+from processors.constants import REFINEMENT_STEPS
+
+
+@main.group()
+def voice() -> None:
+    """Voice administration."""
+
+
+@voice.command("protect")
+@click.argument("voice_id")
+@click.option("--unprotect", is_flag=True, help="Lift the protection.")
+@click.pass_obj
+def voice_protect(settings: Settings, voice_id: str, unprotect: bool) -> None:
+    """Protect a voice: it is never synthesised, and samples that sound like it are blocked as impersonation."""
+    from infra.repositories import VoiceRepository
+    from streams.session import database
+
+    async def go():
+        async with database(settings) as pool:
+            return await VoiceRepository(pool).set_protected(voice_id=voice_id, protected=not unprotect)
+
+    if not run_async(go()):
+        raise click.ClickException(f"no voice {voice_id!r}")
+    click.echo(f"voice {voice_id} is {'no longer ' if unprotect else ''}protected")
+
+
+@main.command()
+@click.argument("audio", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_obj
+def analyze(settings: Settings, audio: Path) -> None:
+    """Quality-gate a file locally and check it for a voxflow watermark."""
+    from processors.scoring.analysis import analyze_audio
+
+    echo_json(analyze_audio(audio.read_bytes(), settings.watermark_key()))
+
+
+@main.command()
+@click.option("--reference", "references", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A recording of the target voice (repeat: ~30 s in all clones best, one 5-10 s clip works).")
+@click.option("--text", "texts", multiple=True, required=True,
+              help="Text to speak (repeat for several: the voice is fitted once).")
+@click.option("--language", default="en", show_default=True)
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Output WAV for a single --text.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for DIR/01.wav, DIR/02.wav, … in the order of the texts.")
+@click.option("--engine", type=click.Choice(["kokoro", "espeak", "piper"]), default="kokoro", show_default=True,
+              help="kokoro: neural voice fitted to the references; espeak/piper: that base voice converted with WORLD.")
+@click.option("--tier", type=click.Choice(["instant", "refined"]), default="refined", show_default=True,
+              help="Kokoro only: instant (nearest stock voices, seconds) or refined (style fitted, minutes on a CPU).")
+@click.option("--steps", default=REFINEMENT_STEPS, show_default=True, help="Gradient steps of the refined tier's fit.")
+@click.option("--speed", default=1.0, show_default=True)
+@click.option("--pitch", "pitch_semitones", default=0.0, show_default=True, help="Semitones.")
+@click.option("--energy", "energy_db", default=0.0, show_default=True, help="dB.")
+@click.option("--emotion", type=click.Choice(["neutral", "happy", "sad", "angry"]), default="neutral")
+@click.option("--piper-voice", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Any Piper voice .onnx file (needs the piper extra).")
+@click.option("--json", "as_json", is_flag=True, help="Also score the outputs and print a JSON report.")
+def clone(references, texts, language, out_file, out_dir, engine, tier, steps, speed, pitch_semitones, energy_db,
+          emotion, piper_voice, as_json) -> None:
+    """Clone a voice locally, without the stack (no consent gate: only for voices you may use)."""
+    from infra.cloning import clone_locally
+    from processors.errors import ProcessorError
+    from processors.synthesis.engine import SynthesisControls
+
+    outputs = _clone_outputs(texts, out_file, out_dir)
+    try:
+        controls = SynthesisControls(speed=speed, pitch_semitones=pitch_semitones, energy_db=energy_db, emotion=emotion)
+        report = clone_locally(
+            [path.read_bytes() for path in references], list(texts), outputs, engine=engine, tier=tier, steps=steps,
+            language=language, controls=controls, piper_voice=piper_voice, score=as_json,
+            on_progress=None if as_json else _fit_progress_printer(),
+        )
+    except (ProcessorError, InfraError) as error:
+        raise click.ClickException(str(error)) from error
+    if as_json:
+        echo_json(report)
+        return
+    for entry in report["outputs"]:
+        click.echo(f"wrote {entry['out']} ({entry['duration_s']:.1f} s)")
+
+
+def _clone_outputs(texts, out_file: Path | None, out_dir: Path | None) -> list[Path]:
+    if (out_file is None) == (out_dir is None):
+        raise click.UsageError("give either --out FILE (one --text) or --out-dir DIR")
+    if out_file is not None:
+        if len(texts) > 1:
+            raise click.UsageError("several --text need --out-dir DIR")
+        return [out_file]
+    return [out_dir / f"{index:02d}.wav" for index in range(1, len(texts) + 1)]
+
+
+def _fit_progress_printer():
+    def show(step: int, steps: int, similarity: float) -> None:
+        click.echo(f"fitting the voice: step {step}/{steps}, similarity {similarity:.3f}", err=True)
+
+    return show
