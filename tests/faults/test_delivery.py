@@ -50,12 +50,6 @@ async def results(stack_settings, worker):
         yield watcher
 
 
-@pytest.fixture
-async def dead_letters(stack_settings, worker):
-    async with ResultWatcher(stack_settings.kafka_bootstrap, topics.DEAD_LETTER) as watcher:
-        yield watcher
-
-
 @pytest.fixture(scope="module")
 async def voice(session, stack_settings):
     async with ResultWatcher(stack_settings.kafka_bootstrap, topics.RESULTS) as watcher:
