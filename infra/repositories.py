@@ -291,10 +291,11 @@ class SynthesisRepository:
             "SELECT * FROM synthesis_chunks WHERE synthesis_id = $1 AND chunk_index = $2", synthesis_id, chunk_index
         )
 
-    async def release_chunk(self, *, synthesis_id: uuid.UUID, chunk_index: int, object_key: str) -> None:
-        await self.pool.execute(
+    async def release_chunk(self, *, synthesis_id: uuid.UUID, chunk_index: int, object_key: str) -> asyncpg.Record:
+        """The released chunk's row (its ``object_key`` and ``released_at``)."""
+        return await self.pool.fetchrow(
             "UPDATE synthesis_chunks SET object_key = $3, released_at = coalesce(released_at, now())"
-            " WHERE synthesis_id = $1 AND chunk_index = $2",
+            " WHERE synthesis_id = $1 AND chunk_index = $2 RETURNING *",
             synthesis_id, chunk_index, object_key,
         )
 

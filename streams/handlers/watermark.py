@@ -68,10 +68,9 @@ async def _release_chunk(event: SynthesisProduced, context: StageContext) -> Eve
                                      context.watermark_key, watermark_payload(event.synthesis_id))
     object_key = synthesis_key(event, event.synthesis_id, f"chunk-{event.chunk_index:04d}.wav")
     await context.store.put(object_key, encode_wav(marked, decoded.sample_rate_hz), content_type="audio/wav")
-    await context.repos.syntheses.release_chunk(synthesis_id=event.synthesis_id, chunk_index=event.chunk_index,
-                                                object_key=object_key)
+    released = await context.repos.syntheses.release_chunk(synthesis_id=event.synthesis_id,
+                                                           chunk_index=event.chunk_index, object_key=object_key)
     await context.store.delete(event.raw_key)
-    released = await context.repos.syntheses.chunk(synthesis_id=event.synthesis_id, chunk_index=event.chunk_index)
     return _chunk_ready(event, released)
 
 
@@ -104,7 +103,7 @@ async def _complete(event: SynthesisProduced, context: StageContext, synthesis, 
         dnsmos=_rounded(scores.dnsmos),
     )
     await context.repos.syntheses.mark_completed(synthesis_id=event.synthesis_id, **fields)
-    return _completed(event, await context.repos.syntheses.get(synthesis_id=event.synthesis_id))
+    return _completed(event, fields)
 
 
 def _joined(pieces: list[np.ndarray], rate: int) -> np.ndarray:
@@ -123,6 +122,7 @@ def _scored_excerpt(pieces: list[np.ndarray], rate: int, text: str) -> tuple[np.
 
 
 def _completed(event: SynthesisProduced, synthesis) -> Event:
+    """``synthesis``: the stored row, or the fields just written to it."""
     fields = {name: synthesis[name] for name in _COMPLETED_FIELDS}
     return event.follow_up(SynthesisCompleted, synthesis_id=event.synthesis_id, sample_rate_hz=event.sample_rate_hz,
                            chunk_count=event.chunk_count, **fields)

@@ -12,7 +12,6 @@ from aiokafka import AIOKafkaConsumer
 
 from infra.embedded import EmbeddedStack
 from infra.kafka import KafkaProducer, consume, ensure_topics
-from tests.conftest import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -28,13 +27,9 @@ Event = tuple[bytes, bytes]
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(private_stack):
     """A stack of its own: restarting the shared one would pull the broker from under other tests."""
-    stack = EmbeddedStack(tmp_path_factory.mktemp("faults"), broker_port=free_port(), postgres_port=free_port(),
-                          s3_port=free_port())
-    stack.up()
-    yield stack
-    stack.down()
+    return private_stack
 
 
 async def new_topic(stack: EmbeddedStack) -> str:

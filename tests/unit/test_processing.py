@@ -175,29 +175,29 @@ class FlakyPublisher(RecordingPublisher):
         await super().publish(event)
 
 
-async def test_a_database_outage_during_the_inbox_check_is_waited_out_not_lost():
+async def rejected_through(inbox, publisher) -> SampleUploaded:
+    """An upload processed by a handler that rejects it, with 5 s of retries for the flaky parts."""
     async def handler(event, context):
         return [rejection_for(event)]
 
-    inbox, publisher = FlakyInbox(outage=3), RecordingPublisher()
     processor = StageProcessor(SimpleNamespace(repos=SimpleNamespace(inbox=inbox)), publisher,
                                policy=RetryPolicy(transient_retry_s=5, base_delay_s=0.001))
     event = uploaded()
     await processor.process(Stage("ingest", "voxflow.ingest", {SampleUploaded: handler}), event.to_bytes(), LOCATION)
+    return event
+
+
+async def test_a_database_outage_during_the_inbox_check_is_waited_out_not_lost():
+    inbox, publisher = FlakyInbox(outage=3), RecordingPublisher()
+    event = await rejected_through(inbox, publisher)
 
     assert publisher.types() == ["sample.rejected", "audit.record"]
     assert ("ingest", event.event_id) in inbox.done
 
 
 async def test_a_broker_outage_while_publishing_is_retried_and_the_event_marked_done_once_sent():
-    async def handler(event, context):
-        return [rejection_for(event)]
-
     inbox, publisher = FakeInbox(), FlakyPublisher(outage=2)
-    processor = StageProcessor(SimpleNamespace(repos=SimpleNamespace(inbox=inbox)), publisher,
-                               policy=RetryPolicy(transient_retry_s=5, base_delay_s=0.001))
-    event = uploaded()
-    await processor.process(Stage("ingest", "voxflow.ingest", {SampleUploaded: handler}), event.to_bytes(), LOCATION)
+    event = await rejected_through(inbox, publisher)
 
     assert publisher.types() == ["sample.rejected", "audit.record"]
     assert ("ingest", event.event_id) in inbox.done
