@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SYSTEM_TOOLS := espeak-ng ffmpeg npm
 
-.PHONY: install system-deps demo test test-unit bench-cloning bench-pipeline bench-studio bench-broker schemas clean
+.PHONY: install system-deps demo test test-unit bench-cloning bench-pipeline bench-studio bench-broker bench-watermark bench-load schemas clean
 
 install: system-deps $(VENV)/.installed
 
@@ -59,3 +59,12 @@ bench-studio: install
 
 bench-broker: install
 	$(BIN)/python bench/broker.py
+
+# Workers run as processes of their own; reuses bench/results/broker.json for the broker figure (make bench-broker).
+bench-load: install
+	$(BIN)/python bench/load.py
+
+# PerTh (resemble-perth, the `bench` extra) is measured next to voxflow's watermark on the same clips.
+bench-watermark: install
+	$(BIN)/pip install -q -e '.[bench]'
+	nice -n 19 $(BIN)/python bench/watermark.py

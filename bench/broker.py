@@ -3,7 +3,7 @@
     .venv/bin/python bench/broker.py [--messages 2000] [--latency-samples 100] [--out bench/results/broker.json]
 
 Starts, in a temporary directory, the embedded stack (rclone S3 server + Tansu on `s3://`) and a second
-Tansu on `memory://`, and measures on each, with voxflow's producer settings (acks=all, 5 ms linger):
+Tansu on `memory://`, and measures on each, with voxflow's producer settings (acks=all, no linger):
 - `produce_msgs_per_s`: `--messages` 100-byte messages sent at once (the producer batches them), until
   the last acknowledgement;
 - `sequential_produce_msgs_per_s`: one message at a time, each acknowledged before the next, as a stage

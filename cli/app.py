@@ -9,7 +9,14 @@ import sys
 
 import click
 
+from infra.errors import InfraError
 from infra.settings import Settings
+from processors.errors import ProcessorError
+from schemas.errors import SchemaError
+from streams.errors import StreamError
+
+# What a command can fail with that the user can act on: said in one line, never a traceback.
+USER_FACING_ERRORS = (InfraError, StreamError, ProcessorError, SchemaError)
 
 
 def run_async(coroutine):
@@ -20,7 +27,15 @@ def echo_json(document) -> None:
     click.echo(json.dumps(document, indent=2, default=str))
 
 
-@click.group()
+class VoxflowGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except USER_FACING_ERRORS as error:
+            raise click.ClickException(str(error)) from error
+
+
+@click.group(cls=VoxflowGroup)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:

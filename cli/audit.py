@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -18,15 +19,46 @@ def audit() -> None:
 
 
 @audit.command("verify")
+@click.option("--checkpoint", "checkpoint_files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A checkpoint kept elsewhere (JSON from `voxflow audit checkpoint` or the audit topic); repeatable.")
+@click.option("--public-key", default=None, metavar="B64",
+              help="The worker key that signs checkpoints (default: this deployment's).")
 @click.pass_obj
-def audit_verify(settings: Settings) -> None:
-    """Recompute the whole chain; exit 1 and name the first bad entry if it was tampered with."""
+def audit_verify(settings: Settings, checkpoint_files: tuple[Path, ...], public_key: str | None) -> None:
+    """Recompute the chain and check its signed checkpoints; exit 1 naming the first bad entry or cut."""
+    from processors.trust.consent import public_key_from_base64
     from streams.auditing import verify_audit_log
 
-    verification = run_async(verify_audit_log(settings))
-    echo_json(verification._asdict() if hasattr(verification, "_asdict") else vars(verification))
+    kept = [_kept_checkpoint(path) for path in checkpoint_files]
+    key = public_key_from_base64(public_key) if public_key else None
+    verification = run_async(verify_audit_log(settings, kept_checkpoints=kept, checkpoint_public_key=key))
+    echo_json(dataclasses.asdict(verification))
     if not verification.valid:
         sys.exit(1)
+
+
+@audit.command("checkpoint")
+@click.pass_obj
+def audit_checkpoint(settings: Settings) -> None:
+    """Print the latest signed checkpoint as JSON: keep it anywhere, and pass it to `verify --checkpoint`."""
+    from streams.auditing import latest_checkpoint
+
+    checkpoint = run_async(latest_checkpoint(settings))
+    if checkpoint is None:
+        raise click.ClickException("no checkpoint yet: a worker running the audit stage signs one every "
+                                   f"{settings.audit_checkpoint_interval_s:g} s once the log has entries")
+    click.echo(checkpoint.model_dump_json())
+
+
+def _kept_checkpoint(path: Path):
+    from schemas import parse_event
+    from schemas.events import AuditCheckpointed
+    from streams.checkpoints import checkpoint_of
+
+    event = parse_event(path.read_bytes())
+    if not isinstance(event, AuditCheckpointed):
+        raise click.BadParameter(f"{path} holds a {event.type}, not an audit.checkpoint", param_hint="--checkpoint")
+    return checkpoint_of(event)
 
 
 @audit.command("replay")

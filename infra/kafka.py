@@ -56,7 +56,9 @@ class KafkaProducer:
 
     def __init__(self, bootstrap: str):
         self.bootstrap = bootstrap
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        # No linger: a stage awaits each outcome's acknowledgement before the next, so a 5 ms linger cost 10.4 ms
+        # per send against 2.7-3.6 ms without (embedded broker); sends made at once still share batches.
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
 
     async def start(self) -> None:
         try:
@@ -67,10 +69,10 @@ class KafkaProducer:
     async def stop(self) -> None:
         await self._producer.stop()
 
-    async def send(self, topic: str, *, key: bytes, value: bytes) -> None:
+    async def send(self, topic: str, *, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
         """Raises ``EventRefusedByBroker`` for a message too large to ever be accepted, else ``BrokerUnavailable``."""
         try:
-            await self._producer.send_and_wait(topic, value=value, key=key)
+            await self._producer.send_and_wait(topic, value=value, key=key, headers=headers)
         except MessageSizeTooLargeError as error:
             raise EventRefusedByBroker(f"{len(value)} bytes refused by {topic}: {error}") from error
         except KafkaError as error:  # timeouts, lost leaders, dropped connections: they clear up

@@ -53,6 +53,20 @@ class Settings(BaseSettings):
     base_voice: Literal["espeak", "piper", "auto"] = Field(
         default="espeak", description="base TTS of WORLD conversion: espeak-ng, or Piper for English (GPL, optional extra)")
     watermark_key_hex: str | None = Field(default=None, description="32-byte key, hex; generated under data_dir if unset")
+    c2pa_cert_chain: Path | None = Field(
+        default=None, description="PEM certificate chain (signer first, then intermediates) that signs the C2PA "
+                                  "manifest of every output; a development chain is generated under data_dir/c2pa if unset")
+    c2pa_private_key: Path | None = Field(
+        default=None, description="PEM private key of c2pa_cert_chain's signer certificate (EC P-256/384/521 or Ed25519)")
+    c2pa_trust_anchors: Path | None = Field(
+        default=None, description="PEM root certificates whose chains `voxflow analyze` and detection report as valid "
+                                  "C2PA signers (e.g. the C2PA trust list); the development root if unset")
+    worker_key_hex: str | None = Field(
+        default=None, description="Ed25519 seed (32 bytes, hex) every worker signs its events with; the same on every "
+                                  "worker of a deployment; generated under data_dir if unset")
+    tenant_keys_dir: Path | None = Field(
+        default=None, description="where this machine keeps the signing keys of the tenants it produces events for "
+                                  "(default data_dir/tenants)")
     synthesis_rate_limit: int = Field(default=30, ge=1, description="synthesis requests per tenant per window")
     synthesis_rate_window_s: float = Field(default=60.0, gt=0)
     consent_failure_limit: int = Field(default=3, ge=1, description="consent rejections per voice per window")
@@ -65,6 +79,9 @@ class Settings(BaseSettings):
         default=3600.0, gt=0, description="a synthesis with no result this long after its request is failed with the "
                                           "reason (checked every deadline_sweep_s by workers running the synthesis stage)")
     deadline_sweep_s: float = Field(default=30.0, gt=0)
+    audit_checkpoint_interval_s: float = Field(
+        default=60.0, gt=0, description="how often a worker running the audit stage signs a checkpoint of the chain's "
+                                        "head, when it grew")
     web_enabled: bool = Field(default=True, description="serve /metrics (Prometheus) and /health from the worker")
     web_host: str = Field(default="127.0.0.1", description="address the worker's web server binds")
     web_port: int = Field(default=6066, ge=0, le=65535, description="port of the worker's web server; 0: an ephemeral one (logged)")
@@ -72,6 +89,12 @@ class Settings(BaseSettings):
     def watermark_key(self) -> bytes:
         """The key that marks and detects voxflow output; generated once per data dir if not set."""
         return self._secret(self.watermark_key_hex, "watermark.key")
+
+    def worker_key(self) -> bytes:
+        return self._secret(self.worker_key_hex, "worker.key")
+
+    def tenant_key_directory(self) -> Path:
+        return self.tenant_keys_dir or self.data_dir / "tenants"
 
     def audit_key(self) -> bytes:
         """HMAC key of the audit chain: without it, whoever can write the database cannot rewrite the log."""

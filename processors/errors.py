@@ -127,3 +127,15 @@ class VoiceFittingError(ProcessorError):
 
 class FittingDivergedError(VoiceFittingError):
     """The fit's objective or parameters became non-finite; the previous voice stays."""
+
+
+class EventSignatureError(ProcessorError):
+    """An event message is unsigned, signed by a key nobody registered, or signed over other bytes."""
+
+
+class ProvenanceKeyError(ProcessorError):
+    """A C2PA certificate chain or private key is unusable: not PEM, another key's, or an unsupported algorithm."""
+
+
+class ProvenanceSigningError(ProcessorError):
+    """A file could not be signed: its format cannot carry a manifest, or its bytes are not that format."""

@@ -348,21 +348,49 @@ class WatermarkDetectionRequested(Event):
         return self
 
 
+class ContentCredentials(BaseModel):
+    """The C2PA manifest a checked file carries, as read back.
+
+    ``status``: valid (signed by a trusted chain, file unchanged), untrusted (intact, chain not
+    trusted here), altered (the bytes changed after signing), missing (no manifest: never signed,
+    stripped, or re-encoded), invalid (a broken manifest or signature).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: Literal["valid", "untrusted", "altered", "missing", "invalid"]
+    failure_codes: list[str] = []
+    signer: str | None = None
+    synthesis_id: str | None = None
+    voice_id: str | None = None
+    consent_id: str | None = None
+
+
 class WatermarkDetected(Event):
+    """Whether a file carries voxflow's watermark, which synthesis it names, and (v2) its content credentials."""
+
     type: Literal["watermark.detection_result"] = "watermark.detection_result"
+    latest_schema_version: ClassVar[int] = 2  # v2 added content_credentials
+    schema_version: int = 2
     detection_id: uuid.UUID
     detected: bool
     confidence: float
     payload: str | None = None
     synthesis_id: uuid.UUID | None = None
     reason: str | None = None
+    content_credentials: ContentCredentials | None = None
 
 
 # --- operations ------------------------------------------------------------------------------
 
 class AnomalyDetected(Event):
+    """Something a stage blocked or alerts about; v2 added the kind ``cross_tenant_voice`` (a new voice that
+    sounds like another tenant's, held for review)."""
+
     type: Literal["anomaly.detected"] = "anomaly.detected"
-    kind: Literal["rate_exceeded", "protected_voice", "consent_failures"]
+    latest_schema_version: ClassVar[int] = 2
+    schema_version: int = 2
+    kind: Literal["rate_exceeded", "protected_voice", "consent_failures", "cross_tenant_voice"]
     severity: Literal["info", "warning", "critical"]
     detail: str
     action: Literal["alert", "blocked"]
@@ -377,6 +405,23 @@ class AuditRecorded(Event):
     decision: Literal["accepted", "rejected", "completed", "failed", "blocked", "alerted", "revoked", "waiting"]
     subject_event_id: uuid.UUID
     detail: dict[str, Any] = {}
+
+
+class AuditCheckpointed(Event):
+    """A worker's Ed25519-signed statement of the audit chain's head: ``sequence`` entries, the last
+    hashing to ``head_hash``, as of ``signed_at``. Keep one anywhere: `voxflow audit verify --checkpoint`
+    then proves the log was not cut back or rewritten behind it.
+
+    ``signature`` (base64) is over the canonical JSON of {"head_hash", "sequence", "signed_at"}
+    (see processors/trust/audit_chain.py), by the key ``key_id`` names.
+    """
+
+    type: Literal["audit.checkpoint"] = "audit.checkpoint"
+    sequence: int = Field(ge=1)
+    head_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    signed_at: AwareDatetime
+    key_id: str = Field(max_length=64)
+    signature: str = Field(max_length=128)
 
 
 class DeadLettered(Event):
@@ -398,3 +443,10 @@ class DeadLettered(Event):
     payload_bytes: int | None = None
     payload_sha256: str | None = None
     payload_truncated: bool = False
+
+
+# What upstream apps produce, signed by their tenant's key; every other type only a worker may sign.
+UPSTREAM_EVENTS: frozenset[type[Event]] = frozenset({
+    SampleUploaded, ConsentGranted, ConsentRevoked, AdaptationRequested, SynthesisRequested,
+    WatermarkDetectionRequested,
+})

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from infra.objectstore import ObjectStore
+from infra.provenance_keys import ProvenanceKeys
 from infra.refiner import StyleFit, SubprocessRefiner
 from infra.repositories import Repositories
 from processors.constants import REFINEMENT_MAX_WER_INCREASE, REFINEMENT_STEPS
@@ -29,6 +30,7 @@ class Limits:
     # same speaker measures 0.92-0.96 on Resemblyzer, different speakers 0.44-0.71
     spoken_consent_min_similarity: float = 0.80
     protected_voice_min_similarity: float = 0.80
+    cross_tenant_min_similarity: float = 0.80  # the same speaker's voice under another tenant: held for review
     refinement_steps: int = REFINEMENT_STEPS  # 0: voices stay instant (no style fit)
     refinement_max_wer_increase: float = REFINEMENT_MAX_WER_INCREASE
 
@@ -160,6 +162,8 @@ class StageContext:
     clock: Callable[[], datetime] = utc_now
     refiner: StyleRefiner = field(default_factory=SubprocessRefiner)
     progress: ProgressPublisher | None = None  # progress events go out as they happen, not with the outcome
+    # the C2PA identity that signs every completed output; the worker always loads one (handler tests may not)
+    provenance: ProvenanceKeys | None = None
 
     async def report_progress(self, event: Event) -> None:
         if self.progress is not None:

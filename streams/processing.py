@@ -4,6 +4,8 @@ The whole of it — the inbox check, the handler, publishing the outcomes, marki
 runs under one policy:
 
 - bad bytes, too large or too deep, unknown type, newer schema, wrong topic → dead letter with the reason;
+- unsigned, forged, or signed by a producer not allowed to send it → dead letter (``Unauthenticated``),
+  and its request is left alone: a forged event must not end someone else's request;
 - already handled (inbox) → skipped;
 - prerequisites missing → parked (the handler re-sends it later), not acknowledged as done;
 - database, object store or broker unavailable → the whole step retried with capped backoff for
@@ -22,7 +24,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -34,7 +36,7 @@ from schemas.envelope import Event
 from schemas.errors import SchemaError
 from schemas.events import AuditRecorded, DeadLettered
 from streams.context import StageContext
-from streams.errors import WaitingForPrerequisites
+from streams.errors import Unauthenticated, WaitingForPrerequisites
 from streams.metrics import WorkerMetrics
 from streams.stages import Handler, Stage, audit_decision
 
@@ -53,6 +55,10 @@ T = TypeVar("T")
 
 class Publisher(Protocol):
     async def publish(self, event: Event) -> None: ...
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, event: Event, value: bytes, headers: Iterable[tuple[str, bytes]]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -83,14 +89,16 @@ class _GaveUp(Exception):
 
 
 class StageProcessor:
-    def __init__(self, context: StageContext, publisher: Publisher, *, policy: RetryPolicy = RetryPolicy(),
-                 metrics: WorkerMetrics | None = None):
+    def __init__(self, context: StageContext, publisher: Publisher, authenticator: Authenticator, *,
+                 policy: RetryPolicy = RetryPolicy(), metrics: WorkerMetrics | None = None):
         self.context = context
         self.publisher = publisher
+        self.authenticator = authenticator
         self.policy = policy
         self.metrics = metrics if metrics is not None else WorkerMetrics()
 
-    async def process(self, stage: Stage, raw: bytes, location: MessageLocation) -> None:
+    async def process(self, stage: Stage, raw: bytes, location: MessageLocation,
+                      headers: Iterable[tuple[str, bytes]] = ()) -> None:
         try:
             event = parse_event(raw)
         except SchemaError as error:
@@ -98,6 +106,8 @@ class StageProcessor:
             await self._dead_letter(None, raw, location, reason=type(error).__name__, error=str(error))
             return
         self.metrics.event_in(location.topic, event.type)
+        if not await self._authenticated(event, raw, location, list(headers)):
+            return
         handler = stage.handlers.get(type(event))
         if handler is None:
             await self._dead_letter(event, raw, location, reason="WrongTopic",
@@ -113,6 +123,20 @@ class StageProcessor:
             log.exception("%s: %s %s failed", location, event.type, event.event_id)
             await self._give_up(stage, event, raw, location, reason="HandlerError",
                                 error=f"{type(error).__name__}: {error}")
+
+    async def _authenticated(self, event: Event, raw: bytes, location: MessageLocation, headers) -> bool:
+        try:
+            await self._retrying(location, f"authenticating {event.type}",
+                                 lambda: self.authenticator.authenticate(event, raw, headers))
+        except (Unauthenticated, _GaveUp) as refused:
+            reason = "Unauthenticated" if isinstance(refused, Unauthenticated) else "GaveUpAfterRetries"
+            await self._dead_letter(event, raw, location, reason=reason, error=str(refused))
+            return False
+        except Exception as error:  # noqa: BLE001 — an unexpected error here is still a fate, not a crashed stage
+            log.exception("%s: authenticating %s %s failed", location, event.type, event.event_id)
+            await self._dead_letter(event, raw, location, reason="HandlerError", error=f"{type(error).__name__}: {error}")
+            return False
+        return True
 
     async def _handle(self, stage: Stage, handler: Handler, event: Event, location: MessageLocation) -> None:
         inbox = self.context.repos.inbox
@@ -181,6 +205,10 @@ class StageProcessor:
             AuditRecorded, discriminator=f"{decision}:{detail.get('reason', '')}", stage=stage_name,
             action=subject.type, decision=decision, subject_event_id=subject.event_id, detail=detail,
         )
+        await self.publish_audit(record)
+
+    async def publish_audit(self, record: AuditRecorded) -> None:
+        """Publish an audit record of a decision taken outside any event (an offset reset, say)."""
         await self.publisher.publish(record)
         self.metrics.event_out(record)
 

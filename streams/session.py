@@ -12,7 +12,8 @@ from infra.db import apply_migrations, create_pool
 from infra.kafka import KafkaProducer, ensure_topics
 from infra.objectstore import ObjectStore, open_object_store
 from infra.settings import Settings
-from streams.publisher import EventPublisher
+from infra.signing_keys import TenantKeyFiles
+from streams.publisher import EventPublisher, signed_by_tenant
 from streams.topics import ALL_TOPICS
 
 
@@ -24,9 +25,12 @@ class ClientSession:
 
 @contextlib.asynccontextmanager
 async def client_session(settings: Settings, *, with_store: bool = True) -> AsyncIterator[ClientSession]:
+    """An upstream app's session: each event it publishes is signed by its tenant's key under
+    ``settings.tenant_key_directory()`` (``TenantKeyMissing`` names the command that makes one)."""
     store = await open_object_store(settings) if with_store else None
+    signer_for = signed_by_tenant(TenantKeyFiles(settings.tenant_key_directory()))
     async with KafkaProducer(settings.kafka_bootstrap) as producer:
-        yield ClientSession(EventPublisher(producer), store)
+        yield ClientSession(EventPublisher(producer, signer_for), store)
 
 
 @contextlib.asynccontextmanager

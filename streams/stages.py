@@ -13,7 +13,7 @@ from streams.handlers.adaptation import adapt_voice, fail_adaptation
 from streams.handlers.consent import grant_consent, revoke_consent
 from streams.handlers.ingest import ingest_sample
 from streams.handlers.refinement import fail_refinement, refine_voice
-from streams.handlers.records import append_audit_record, record_anomaly
+from streams.handlers.records import append_audit_record, record_anomaly, record_checkpoint
 from streams.handlers.synthesis import accept_synthesis, fail_synthesis, synthesize_chunk
 from streams.handlers.watermark import detect_output, release_output
 
@@ -46,7 +46,8 @@ STAGES: tuple[Stage, ...] = (
         events.SynthesisProduced: release_output,
         events.WatermarkDetectionRequested: detect_output,
     }, {events.SynthesisProduced: fail_synthesis}),
-    Stage("audit", topics.AUDIT, {events.AuditRecorded: append_audit_record}),
+    Stage("audit", topics.AUDIT, {events.AuditRecorded: append_audit_record,
+                                  events.AuditCheckpointed: record_checkpoint}),
     Stage("anomaly", topics.ANOMALIES, {events.AnomalyDetected: record_anomaly}),
 )
 

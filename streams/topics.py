@@ -42,6 +42,7 @@ TOPIC_OF: dict[type[Event], str] = {
     events.WatermarkDetected: RESULTS,
     events.AnomalyDetected: ANOMALIES,
     events.AuditRecorded: AUDIT,
+    events.AuditCheckpointed: AUDIT,
     events.DeadLettered: DEAD_LETTER,
 }
 

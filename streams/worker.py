@@ -12,14 +12,20 @@ from faust.exceptions import ConsumerNotStarted
 from infra.db import apply_migrations, create_pool
 from infra.kafka import KafkaProducer, ensure_topics
 from infra.objectstore import open_object_store
+from infra.provenance_keys import load_provenance_keys
 from infra.repositories import Repositories
 from infra.settings import Settings
+from infra.signing_keys import worker_signer
+from streams.authentication import ProducerAuthenticator
+from streams.checkpoints import AuditCheckpointer
 from streams.context import Limits, StageContext, VoiceModels
 from streams.deadlines import RequestDeadlines
 from streams.metrics import CountingPublisher, WorkerMetrics
+from streams.offsets import reset_lost_offsets_on_assignment
 from streams.processing import MessageLocation, RetryPolicy, StageProcessor
-from streams.publisher import EventPublisher
+from streams.publisher import EventPublisher, signed_by
 from streams.topics import ALL_TOPICS
+from streams import transport  # noqa: F401 — its aiokafka fix (leave the group at generation 0) serves every transport
 from streams.stages import Stage, stages_named
 from streams.web import WebServer, create_web_app, dependency_checks
 
@@ -47,6 +53,7 @@ def create_faust_app(settings: Settings, processor: StageProcessor) -> faust.App
     )
     for stage in stages_named(settings.stages):
         _add_stage_agent(app, stage, processor, settings)
+    reset_lost_offsets_on_assignment(app, settings.kafka_bootstrap, processor.publish_audit)
     return app
 
 
@@ -58,7 +65,7 @@ def _add_stage_agent(app: faust.App, stage: Stage, processor: StageProcessor, se
             message = event.message
             processor.metrics.lag(message.topic, message.partition, message.offset, _highwater(app, message.tp))
             await processor.process(stage, event.value, MessageLocation(message.topic, message.partition,
-                                                                        message.offset))
+                                                                        message.offset), message.headers or ())
 
     app.agent(topic, name=f"voxflow.stage.{stage.name}")(run_stage)
 
@@ -85,7 +92,7 @@ class VoxflowWorker:
         self._pool = None
         self._producer = None
         self._app: faust.App | None = None
-        self._deadlines: asyncio.Task | None = None
+        self._background: list[asyncio.Task] = []  # the deadline sweep, the audit checkpoints
 
     async def __aenter__(self) -> "VoxflowWorker":
         settings = self.settings
@@ -96,6 +103,8 @@ class VoxflowWorker:
         self._producer = KafkaProducer(settings.kafka_bootstrap)
         await self._producer.start()
         store = await open_object_store(settings)
+        signer = worker_signer(settings)
+        publisher = EventPublisher(self._producer, signed_by(signer))
         if settings.web_enabled:
             await self._start_web(store)
         context = StageContext(
@@ -108,11 +117,13 @@ class VoxflowWorker:
                           consent_failure_limit=settings.consent_failure_limit,
                           require_spoken_consent=settings.require_spoken_consent,
                           refinement_steps=settings.refinement_steps),
-            progress=CountingPublisher(EventPublisher(self._producer), self.metrics),
+            progress=CountingPublisher(publisher, self.metrics),
+            provenance=load_provenance_keys(settings),
         )
         log.info("loading speaker encoder and synthesis engine")
         await asyncio.to_thread(context.models.warm_up)
-        processor = StageProcessor(context, EventPublisher(self._producer),
+        authenticator = ProducerAuthenticator(context.repos.tenant_keys, signer.public_key)
+        processor = StageProcessor(context, publisher, authenticator,
                                    policy=RetryPolicy(transient_retry_s=settings.transient_retry_s),
                                    metrics=self.metrics)
         self._app = create_faust_app(settings, processor)
@@ -121,7 +132,11 @@ class VoxflowWorker:
             deadlines = RequestDeadlines(context.repos.syntheses,
                                          lambda outcomes: processor.publish_outcomes("synthesis", outcomes),
                                          settings.request_deadline_s)
-            self._deadlines = asyncio.create_task(deadlines.run(settings.deadline_sweep_s))
+            self._background.append(asyncio.create_task(deadlines.run(settings.deadline_sweep_s)))
+        if any(stage.name == "audit" for stage in stages_named(settings.stages)):
+            checkpointer = AuditCheckpointer(context.repos.checkpoints, signer.private_key,
+                                             lambda outcomes: processor.publish_outcomes("audit", outcomes))
+            self._background.append(asyncio.create_task(checkpointer.run(settings.audit_checkpoint_interval_s)))
         log.info("worker started: stages %s on %s",
                  ", ".join(stage.name for stage in stages_named(settings.stages)), settings.kafka_bootstrap)
         return self
@@ -144,8 +159,8 @@ class VoxflowWorker:
         log.info("serving /metrics and /health on %s", server.url)
 
     async def __aexit__(self, *exc_info) -> None:
-        if self._deadlines is not None:
-            self._deadlines.cancel()
+        for task in self._background:
+            task.cancel()
         if self.web is not None:
             await self.web.stop()
         if self._app is not None:

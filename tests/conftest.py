@@ -3,6 +3,7 @@ rclone S3 endpoint, the Tansu broker that keeps its log on it, and PostgreSQL.""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from pathlib import Path
@@ -31,10 +32,25 @@ def embedded_stack(tmp_path_factory):
     stack.down()
 
 
+def with_registered_tenants(settings: Settings, *tenant_ids: str) -> Settings:
+    """``settings`` once each tenant has a signing key under its data dir, registered on its Postgres."""
+    from streams.tenants import register_tenant
+
+    async def register() -> None:
+        for tenant_id in tenant_ids:
+            await register_tenant(settings, tenant_id)
+
+    asyncio.run(register())
+    return settings
+
+
 @pytest.fixture(scope="session")
 def stack_settings(embedded_stack, tmp_path_factory) -> Settings:
-    """Settings for a worker on the embedded stack's broker, Postgres and S3 endpoint (its own bucket)."""
-    return Settings(
+    """Settings for a worker on the embedded stack's broker, Postgres and S3 endpoint (its own bucket),
+    with the test tenants' signing keys registered."""
+    from tests.journeys import TENANT
+
+    settings = Settings(
         _env_file=None,
         data_dir=Path(tmp_path_factory.mktemp("worker")),
         kafka_bootstrap=embedded_stack.kafka_bootstrap,
@@ -55,3 +71,44 @@ def stack_settings(embedded_stack, tmp_path_factory) -> Settings:
         refinement_steps=0,
         web_port=0,  # several workers run at once (tests/faults/test_workers.py): each serves /metrics on its own port
     )
+    return with_registered_tenants(settings, TENANT, "flooder")
+
+
+@pytest.fixture(scope="module")
+def pipeline_settings(stack_settings) -> Settings:
+    """The settings of the module's worker and client session; a module overrides this fixture to change them."""
+    return stack_settings
+
+
+@pytest.fixture(scope="module")
+async def worker(pipeline_settings):
+    from streams.worker import VoxflowWorker
+
+    async with VoxflowWorker(pipeline_settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def session(pipeline_settings, worker):
+    from streams.session import client_session
+
+    async with client_session(pipeline_settings) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def results(pipeline_settings, worker):
+    from streams import topics
+    from streams.results import ResultWatcher
+
+    async with ResultWatcher(pipeline_settings.kafka_bootstrap, topics.RESULTS) as watcher:
+        yield watcher
+
+
+@pytest.fixture
+async def dead_letters(pipeline_settings, worker):
+    from streams import topics
+    from streams.results import ResultWatcher
+
+    async with ResultWatcher(pipeline_settings.kafka_bootstrap, topics.DEAD_LETTER) as watcher:
+        yield watcher

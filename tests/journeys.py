@@ -32,23 +32,25 @@ def wav_of_real_speech(seconds: float, offset: int) -> bytes:
 
 
 async def consented_voice(session, results, *, voice_id: str, max_uses: int | None = None,
-                          owner_key: Ed25519PrivateKey | None = None):
+                          owner_key: Ed25519PrivateKey | None = None, tenant_id: str = TENANT,
+                          expected: str = "voice.ready"):
+    """A voice with two real samples and a signed consent, adapted; ``expected`` is the adaptation's outcome."""
     correlation = uuid.uuid4()
     uploads = [
         await upload_sample(session.store, session.publisher, data=wav_of_real_speech(10, offset=i),
-                            filename=f"s{i}.wav", tenant_id=TENANT, voice_id=voice_id, correlation_id=correlation)
+                            filename=f"s{i}.wav", tenant_id=tenant_id, voice_id=voice_id, correlation_id=correlation)
         for i in range(2)
     ]
     owner_key = owner_key or Ed25519PrivateKey.generate()
-    consent = signed_consent(owner_key, tenant_id=TENANT, voice_id=voice_id, owner_id="owner-1",
+    consent = signed_consent(owner_key, tenant_id=tenant_id, voice_id=voice_id, owner_id="owner-1",
                              purposes=["narration"], languages=["en"], statement_text="I consent.",
                              max_uses=max_uses, correlation_id=correlation)
     # adaptation is sent before consent on purpose: it must wait for the consent, then run
-    await session.publisher.publish(AdaptationRequested(tenant_id=TENANT, voice_id=voice_id, correlation_id=correlation,
+    await session.publisher.publish(AdaptationRequested(tenant_id=tenant_id, voice_id=voice_id, correlation_id=correlation,
                                                         sample_ids=[u.sample_id for u in uploads]))
     await session.publisher.publish(consent)
     ready = await results.wait_for(correlation, {"voice.ready", "adaptation.failed"}, 1, timeout_s=RESULT_TIMEOUT_S)
-    assert [e.type for e in ready] == ["voice.ready"], ready
+    assert [e.type for e in ready] == [expected], ready
     return correlation, consent, ready[0]
 
 

@@ -44,6 +44,7 @@ class ChainVerification:
     checked: int
     first_invalid_sequence: int | None = None
     reason: str | None = None
+    checkpoints_checked: int = 0
 
 
 def canonical_json(value: Any) -> bytes:

@@ -25,7 +25,13 @@ What it takes (measured on real speech, 12 clips per length): from 4 s on, the p
 after each of resampling to 16 kHz and back, white noise at 20 dB SNR, ±6 dB gain, an 8 kHz
 low-pass and cutting off the first or last 10 %; at 2.5-3 s in 9-12 of 12 clips; at 1-2 s in a third
 to four fifths without damage. A wrong payload was never reported. Audio made by joining
-separately marked clips is decoded clip by clip.
+separately marked clips is decoded clip by clip. ``bench/watermark.py`` (24 Kokoro outputs of 6-10 s):
+the payload comes back after MP3 64 kb/s, resampling to 16 or 8 kHz, a G.711 μ-law phone line (read
+at 8 kHz), a 4 kHz low-pass, a 10 % crop and a 5 s excerpt in every clip, after Opus 24 kb/s in 23
+of 24; no false detection on 240 clean real recordings. It does not survive Rubber Band time-stretch
+(±5 %) or pitch shift (±1 semitone): the phase vocoder resynthesises the fine per-bin magnitudes, and
+even at the right time scale the pilot keeps only about 60 % of its correlation and a quarter of the
+coded bits come back wrong, more than the code corrects.
 
 Keys are expanded with HMAC-SHA256 and SHAKE-256 only, so the chip patterns do not depend on the
 numpy version and a mark stays readable across upgrades.
@@ -49,7 +55,8 @@ from processors.errors import InvalidWatermarkInputError, WatermarkAudioTooShort
 
 PAYLOAD_BYTES = 8
 WATERMARK_SAMPLE_RATE_HZ = OUTPUT_SAMPLE_RATE_HZ  # everything below is measured at this rate
-MIN_INPUT_SAMPLE_RATE_HZ = 16000  # lower rates cannot hold the 1-6 kHz band
+MIN_EMBED_SAMPLE_RATE_HZ = 16000  # lower rates cannot hold the 1-6 kHz band
+MIN_DETECT_SAMPLE_RATE_HZ = 8000  # telephone audio keeps 1-4 kHz of the band, and that is enough to read
 FRAME_SAMPLES = 4096
 HOP_SAMPLES = FRAME_SAMPLES // 2
 BLOCK_FRAMES = 8
@@ -107,7 +114,7 @@ def embed_watermark(samples: np.ndarray, sample_rate_hz: int, key: bytes, payloa
     ``WatermarkAudioTooShortError`` below ``MIN_EMBED_DURATION_S``.
     """
     audio = _checked_samples(samples)
-    _check_sample_rate(sample_rate_hz)
+    _check_sample_rate(sample_rate_hz, MIN_EMBED_SAMPLE_RATE_HZ)
     _check_key(key)
     if not isinstance(payload, bytes) or len(payload) != PAYLOAD_BYTES:
         raise InvalidWatermarkInputError(f"payload must be exactly {PAYLOAD_BYTES} bytes")
@@ -123,7 +130,7 @@ def embed_watermark(samples: np.ndarray, sample_rate_hz: int, key: bytes, payloa
 
 
 def detect_watermark(samples: np.ndarray, sample_rate_hz: int, key: bytes) -> WatermarkDetection:
-    """Look for a mark made with ``key`` in float32 mono ``samples`` at any rate ≥ 16 kHz.
+    """Look for a mark made with ``key`` in float32 mono ``samples`` at any rate ≥ 8 kHz.
 
     Too-short or silent audio is answered with ``detected=False`` and a reason; malformed audio,
     rate or key raise ``InvalidWatermarkInputError``.
@@ -181,10 +188,10 @@ def _checked_samples(samples: np.ndarray) -> np.ndarray:
     return array.astype(np.float64)
 
 
-def _check_sample_rate(sample_rate_hz: int) -> None:
-    if not isinstance(sample_rate_hz, (int, np.integer)) or sample_rate_hz < MIN_INPUT_SAMPLE_RATE_HZ:
+def _check_sample_rate(sample_rate_hz: int, minimum_hz: int) -> None:
+    if not isinstance(sample_rate_hz, (int, np.integer)) or sample_rate_hz < minimum_hz:
         raise InvalidWatermarkInputError(
-            f"sample rate must be an integer of at least {MIN_INPUT_SAMPLE_RATE_HZ} Hz, got {sample_rate_hz!r}")
+            f"sample rate must be an integer of at least {minimum_hz} Hz, got {sample_rate_hz!r}")
 
 
 def _check_key(key: bytes) -> None:
@@ -194,7 +201,7 @@ def _check_key(key: bytes) -> None:
 
 def _prepared_for_detection(samples: np.ndarray, sample_rate_hz: int, key: bytes) -> tuple[np.ndarray, str | None]:
     audio = _checked_samples(samples)
-    _check_sample_rate(sample_rate_hz)
+    _check_sample_rate(sample_rate_hz, MIN_DETECT_SAMPLE_RATE_HZ)
     _check_key(key)
     internal = _to_internal_rate(audio, sample_rate_hz)
     block_samples = (BLOCK_FRAMES - 1) * HOP_SAMPLES + FRAME_SAMPLES

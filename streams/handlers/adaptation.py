@@ -82,6 +82,11 @@ async def _build(event: AdaptationRequested, context: StageContext, accepted, co
     impersonation = await _protected_voice_alert(event, context, profile)
     if impersonation:
         return [impersonation, *await _fail(event, context, f"blocked: {impersonation.detail}")]
+    borrowed = await _another_tenants_voice_alert(event, context, profile)
+    if borrowed:
+        return [borrowed, *await _fail(event, context, f"held for review: {borrowed.detail}; an operator can clear "
+                                                        f"it (`voxflow voice clear-review {event.voice_id}`), then "
+                                                        "send adaptation.requested again")]
     sample_ids = [row["sample_id"] for row in accepted]
     version = await context.repos.profiles.save(
         voice_id=event.voice_id, adaptation_id=event.adaptation_id, sample_ids=sample_ids,
@@ -132,6 +137,20 @@ async def _protected_voice_alert(event: AdaptationRequested, context: StageConte
         return None
     detail = f"the samples sound like protected voice {closest[0]!r} (similarity {closest[1]:.2f})"
     return event.follow_up(AnomalyDetected, kind="protected_voice", severity="critical", detail=detail,
+                           action="blocked")
+
+
+async def _another_tenants_voice_alert(event: AdaptationRequested, context: StageContext, profile) -> Event | None:
+    """A new voice that sounds like another tenant's voice may be borrowed consent: held until an operator clears it."""
+    voice = await context.repos.voices.get_voice(voice_id=event.voice_id)
+    if voice is not None and voice["review_cleared_at"] is not None:
+        return None
+    closest = await context.repos.profiles.closest_voice_of_another_tenant(embedding=profile.embedding,
+                                                                          tenant_id=event.tenant_id)
+    if closest is None or closest[1] < context.limits.cross_tenant_min_similarity:
+        return None
+    detail = f"the samples sound like voice {closest[0]!r} of another tenant (similarity {closest[1]:.2f})"
+    return event.follow_up(AnomalyDetected, kind="cross_tenant_voice", severity="critical", detail=detail,
                            action="blocked")
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+
 from infra.repositories import VoiceOwnedByAnotherTenant
 from schemas.envelope import Event
-from schemas.events import AdaptationRequested
+from schemas.events import AdaptationRequested, SynthesisFailed
 from streams.context import StageContext
+
+REVOKED_MID_STREAM = "consent revoked"
 
 
 async def claim_voice(event: Event, context: StageContext) -> str | None:
@@ -29,3 +33,30 @@ def sample_key(event: Event, sample_id, name: str) -> str:
 
 def synthesis_key(event: Event, synthesis_id, name: str) -> str:
     return f"syntheses/{event.tenant_id}/{event.voice_id}/{synthesis_id}/{name}"
+
+
+async def stopped_by_revocation(event: Event, synthesis, context: StageContext) -> list[Event] | None:
+    """The request's end when its consent was revoked after it was accepted; None while the consent stands.
+
+    Chunks already released stay released; none after the revocation is. Both the synthesis and the
+    watermark stage may notice first, and a crash may repeat the notice: the failure keeps one event
+    id per request, so consumers that skip ids they have seen see it once.
+    """
+    if synthesis["status"] == "failed" and (synthesis["reason"] or "").startswith(REVOKED_MID_STREAM):
+        return [_revocation_failure(event, synthesis, synthesis["reason"])]
+    if synthesis["status"] != "accepted" or synthesis["consent_id"] is None:
+        return None
+    consent = await context.repos.consents.get(consent_id=synthesis["consent_id"])
+    if consent is None or consent["status"] != "revoked":
+        return None
+    reason = (f"{REVOKED_MID_STREAM} at {consent['revoked_at'].isoformat()} (consent {synthesis['consent_id']}): "
+              "chunks not released by then were stopped")
+    await context.repos.syntheses.mark_failed(synthesis_id=synthesis["synthesis_id"], reason=reason)
+    return [_revocation_failure(event, synthesis, reason)]
+
+
+def _revocation_failure(event: Event, synthesis, reason: str) -> SynthesisFailed:
+    synthesis_id = synthesis["synthesis_id"]
+    return SynthesisFailed(event_id=uuid.uuid5(synthesis_id, "synthesis.failed:consent-revoked"),
+                           tenant_id=event.tenant_id, voice_id=event.voice_id, correlation_id=event.correlation_id,
+                           causation_id=event.event_id, synthesis_id=synthesis_id, reason=reason)

@@ -61,6 +61,9 @@ async def grant_consent(event: ConsentGranted, context: StageContext) -> list[Ev
     rejection = await claim_voice(event, context)
     if rejection:
         return [event.follow_up(ConsentRejected, consent_id=event.consent_id, reasons=[rejection])]
+    replayed = await _replayed_grant(event, context)
+    if replayed:
+        return [event.follow_up(ConsentRejected, consent_id=event.consent_id, reasons=[replayed])]
     document = consent_document(event)
     reasons = _signature_problems(event, document) + _validity_problems(event, context)
     statement_embedding = None
@@ -84,6 +87,21 @@ async def grant_consent(event: ConsentGranted, context: StageContext) -> list[Ev
         languages=list(event.languages), expires_at=event.expires_at, max_uses=event.max_uses,
     )
     return [verified, *await resend_waiting_adaptations(event.voice_id, context)]
+
+
+async def _replayed_grant(event: ConsentGranted, context: StageContext) -> str | None:
+    """Why a grant of an already decided consent is a replay or a duplicate; None for a new one.
+
+    The consent id is inside what the owner signed, so a copied grant keeps it: whatever its event id,
+    the stored decision stands (a revoked consent stays revoked). A retry of the same event is no replay.
+    """
+    stored = await context.repos.consents.get(consent_id=event.consent_id)
+    if stored is None or stored["document"].get("event_id") == str(event.event_id):
+        return None
+    if stored["status"] == "revoked":
+        return (f"replayed grant: consent {event.consent_id} was revoked at {stored['revoked_at'].isoformat()} "
+                "and stays revoked")
+    return f"duplicate grant: consent {event.consent_id} was already {stored['status']}; that decision stands"
 
 
 def _decode_or_empty(value: str) -> bytes:

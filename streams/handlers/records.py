@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 from schemas.envelope import Event
-from schemas.events import AnomalyDetected, AuditRecorded
+from schemas.events import AnomalyDetected, AuditCheckpointed, AuditRecorded
+from streams.checkpoints import checkpoint_of
 from streams.context import StageContext
 
 log = logging.getLogger("voxflow.anomaly")
@@ -13,6 +14,12 @@ log = logging.getLogger("voxflow.anomaly")
 
 async def append_audit_record(event: AuditRecorded, context: StageContext) -> list[Event]:
     await context.repos.audit.append(event_id=event.event_id, record=event.model_dump(mode="json"))
+    return []
+
+
+async def record_checkpoint(event: AuditCheckpointed, context: StageContext) -> list[Event]:
+    """Store a worker's checkpoint (the message was authenticated as a worker's before it got here)."""
+    await context.repos.checkpoints.save(checkpoint_of(event))
     return []
 
 

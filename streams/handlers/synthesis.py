@@ -28,7 +28,7 @@ from schemas.events import (
     SynthesisRequested,
 )
 from streams.context import StageContext
-from streams.handlers.common import synthesis_key
+from streams.handlers.common import stopped_by_revocation, synthesis_key
 from streams.errors import ProtectedVoiceRequested, SynthesisRefused
 from streams.handlers.consent import consent_document
 
@@ -136,7 +136,12 @@ async def _rate_block(event: SynthesisRequested, context: StageContext) -> list[
 
 async def synthesize_chunk(event: SynthesisChunkRequested, context: StageContext) -> list[Event]:
     synthesis = await context.repos.syntheses.get(synthesis_id=event.synthesis_id)
-    if synthesis is None or synthesis["status"] != "accepted":
+    if synthesis is None:
+        return []
+    stopped = await stopped_by_revocation(event, synthesis, context)
+    if stopped is not None:
+        return stopped
+    if synthesis["status"] != "accepted":
         return []
     if await context.repos.syntheses.chunk(synthesis_id=event.synthesis_id, chunk_index=event.chunk_index):
         return []

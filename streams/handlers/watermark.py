@@ -4,6 +4,7 @@ and answer detection requests."""
 from __future__ import annotations
 
 import asyncio
+from importlib.metadata import version
 
 import numpy as np
 
@@ -13,9 +14,11 @@ from processors.constants import CHUNK_PAUSE_MS, OUTPUT_SAMPLE_RATE_HZ, SCORED_E
 from processors.errors import ProcessorError, WatermarkAudioTooShortError
 from processors.synthesis.text import chunk_text
 from processors.voice.profile import VoiceProfile
+from processors.trust.provenance import UNKNOWN_MIME_TYPE, ProvenanceClaims, read_provenance, sign_audio
 from processors.trust.watermark import detect_watermark, embed_watermark
 from schemas.envelope import Event
 from schemas.events import (
+    ContentCredentials,
     SynthesisChunkReady,
     SynthesisCompleted,
     SynthesisFailed,
@@ -24,9 +27,10 @@ from schemas.events import (
     WatermarkDetectionRequested,
 )
 from streams.context import StageContext
-from streams.handlers.common import synthesis_key
+from streams.handlers.common import stopped_by_revocation, synthesis_key
 
 
+VOXFLOW_VERSION = version("voxflow")
 _COMPLETED_FIELDS = ("object_key", "watermark_payload", "latency_s", "rtf", "duration_s", "speaker_similarity",
                      "word_error_rate", "dnsmos")
 
@@ -43,11 +47,17 @@ async def release_output(event: SynthesisProduced, context: StageContext) -> lis
     ``chunk_ready``, the ``synthesis.completed``) from the stored rows, with the same event ids.
     """
     synthesis = await context.repos.syntheses.get(synthesis_id=event.synthesis_id)
-    if synthesis is None or synthesis["status"] == "failed":
+    if synthesis is None:
         return []
+    if synthesis["status"] == "failed":
+        return await stopped_by_revocation(event, synthesis, context) or []
     chunk = await context.repos.syntheses.chunk(synthesis_id=event.synthesis_id, chunk_index=event.chunk_index)
     if synthesis["status"] == "completed":
         return [_chunk_ready(event, chunk), _completed(event, synthesis)] if chunk["released_at"] else []
+    if not chunk["released_at"]:
+        stopped = await stopped_by_revocation(event, synthesis, context)
+        if stopped is not None:
+            return stopped
     try:
         outcomes = [_chunk_ready(event, chunk) if chunk["released_at"] else await _release_chunk(event, context)]
     except WatermarkAudioTooShortError as error:
@@ -88,7 +98,8 @@ async def _complete(event: SynthesisProduced, context: StageContext, synthesis, 
     rate = event.sample_rate_hz
     whole = _joined(pieces, rate)
     object_key = synthesis_key(event, event.synthesis_id, "output.wav")
-    await context.store.put(object_key, encode_wav(whole, rate), content_type="audio/wav")
+    output = await _with_content_credentials(encode_wav(whole, rate), event, synthesis, context)
+    await context.store.put(object_key, output, content_type="audio/wav")
     profile = VoiceProfile.from_dict(synthesis["profile"])
     excerpt, excerpt_text = _scored_excerpt(pieces, rate, synthesis["text"])
     scores = await asyncio.to_thread(context.models.scorer.score, excerpt, rate, profile.embedding,
@@ -104,6 +115,18 @@ async def _complete(event: SynthesisProduced, context: StageContext, synthesis, 
     )
     await context.repos.syntheses.mark_completed(synthesis_id=event.synthesis_id, **fields)
     return _completed(event, fields)
+
+
+async def _with_content_credentials(wav: bytes, event: SynthesisProduced, synthesis, context: StageContext) -> bytes:
+    """The output with a signed C2PA manifest: made by voxflow, by an algorithm, in which voice, under which consent."""
+    if context.provenance is None:
+        return wav
+    claims = ProvenanceClaims(
+        synthesis_id=str(event.synthesis_id), tenant_id=event.tenant_id, voice_id=event.voice_id,
+        consent_id=str(synthesis["consent_id"]), watermark_payload_hex=watermark_payload(event.synthesis_id).hex(),
+        generator_version=VOXFLOW_VERSION,
+    )
+    return await asyncio.to_thread(sign_audio, wav, "audio/wav", claims, context.provenance.signer)
 
 
 def _joined(pieces: list[np.ndarray], rate: int) -> np.ndarray:
@@ -138,19 +161,34 @@ def _rounded(value: float | None) -> float | None:
 
 async def detect_output(event: WatermarkDetectionRequested, context: StageContext) -> list[Event]:
     try:
-        decoded = decode_audio(await context.store.get(event.object_key))
-        samples = resample(to_mono(decoded.samples), decoded.sample_rate_hz, OUTPUT_SAMPLE_RATE_HZ)
-        detection = await asyncio.to_thread(detect_watermark, samples, OUTPUT_SAMPLE_RATE_HZ, context.watermark_key)
+        data = await context.store.get(event.object_key)
     except ObjectNotFound:
         return [_answer(event, detected=False, confidence=0.0, reason=f"no object at key {event.object_key!r}")]
+    credentials = await asyncio.to_thread(_content_credentials, data, context)
+    try:
+        decoded = decode_audio(data)
+        samples = resample(to_mono(decoded.samples), decoded.sample_rate_hz, OUTPUT_SAMPLE_RATE_HZ)
+        detection = await asyncio.to_thread(detect_watermark, samples, OUTPUT_SAMPLE_RATE_HZ, context.watermark_key)
     except ProcessorError as error:
-        return [_answer(event, detected=False, confidence=0.0, reason=str(error))]
+        return [_answer(event, detected=False, confidence=0.0, reason=str(error), content_credentials=credentials)]
     if not detection.detected:
-        return [_answer(event, detected=False, confidence=detection.confidence, reason="no voxflow watermark found")]
+        return [_answer(event, detected=False, confidence=detection.confidence, reason="no voxflow watermark found",
+                        content_credentials=credentials)]
     payload = detection.payload.hex()
     synthesis = await context.repos.syntheses.find_by_watermark(payload=payload)
     return [_answer(event, detected=True, confidence=detection.confidence, payload=payload,
-                    synthesis_id=synthesis["synthesis_id"] if synthesis else None)]
+                    synthesis_id=synthesis["synthesis_id"] if synthesis else None, content_credentials=credentials)]
+
+
+def _content_credentials(data: bytes, context: StageContext) -> ContentCredentials:
+    anchors = context.provenance.trust_anchors_pem if context.provenance is not None else None
+    report = read_provenance(data, UNKNOWN_MIME_TYPE, anchors)
+    claims = report.claims
+    return ContentCredentials(
+        status=report.status, failure_codes=list(report.failure_codes), signer=report.signer,
+        synthesis_id=claims.synthesis_id if claims else None, voice_id=claims.voice_id if claims else None,
+        consent_id=claims.consent_id if claims else None,
+    )
 
 
 def _answer(event: WatermarkDetectionRequested, **fields) -> WatermarkDetected:

@@ -7,7 +7,8 @@ import uuid
 import pytest
 
 from infra.embedded import EmbeddedStack
-from tests.conftest import free_port
+from tests.conftest import free_port, with_registered_tenants
+from tests.journeys import TENANT
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +23,9 @@ def private_stack(tmp_path_factory):
 @pytest.fixture(scope="module")
 def private_settings(private_stack, stack_settings):
     """The shared test settings pointed at the private stack, with no rate limit in the way."""
-    return stack_settings.model_copy(update={
+    settings = stack_settings.model_copy(update={
         "kafka_bootstrap": private_stack.kafka_bootstrap, "postgres_dsn": private_stack.postgres_dsn,
         "s3_endpoint": private_stack.s3_endpoint, "synthesis_rate_limit": 100_000,
         "consumer_group": f"voxflow-private-{uuid.uuid4().hex[:6]}",
     })
+    return with_registered_tenants(settings, TENANT)

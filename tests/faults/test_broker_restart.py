@@ -98,7 +98,7 @@ async def test_every_event_is_consumed_again_after_a_restart(stack, services):
 @pytest.mark.parametrize("services", RESTARTS)
 async def test_a_group_resumes_at_its_committed_offset_after_a_restart(stack, services):
     """Events produced after the restart go after the old ones (rclone ignores Tansu's If-None-Match: before
-    `up()` made the broker fetch from each partition, they overwrote offset 0 and the group saw nothing)."""
+    infra.s3_preconditions enforced it, they overwrote offset 0 and the group saw nothing)."""
     topic, group = await new_topic(stack), f"fault-group-{uuid.uuid4().hex[:8]}"
     before = await produce(stack, topic, EVENTS)
     assert sorted(await read_as_group(stack, topic, group, len(before))) == sorted(before)

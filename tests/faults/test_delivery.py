@@ -16,8 +16,6 @@ import pytest
 from schemas.events import SynthesisRequested
 from streams import topics
 from streams.results import ResultWatcher
-from streams.session import client_session
-from streams.worker import VoxflowWorker
 from tests.journeys import RESULT_TIMEOUT_S, SHORT_TEXT, TENANT, consented_voice
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -27,27 +25,9 @@ ENDINGS = {"synthesis.completed", "synthesis.failed"}
 
 
 @pytest.fixture(scope="module")
-def fault_settings(stack_settings):
+def pipeline_settings(stack_settings):
     """Load, not abuse, is the point here: no rate limit in the way."""
     return stack_settings.model_copy(update={"synthesis_rate_limit": 100_000})
-
-
-@pytest.fixture(scope="module")
-async def worker(fault_settings):
-    async with VoxflowWorker(fault_settings) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-async def session(fault_settings, worker):
-    async with client_session(fault_settings) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def results(stack_settings, worker):
-    async with ResultWatcher(stack_settings.kafka_bootstrap, topics.RESULTS) as watcher:
-        yield watcher
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,9 @@
 """1,000 hostile messages mixed into valid traffic, on a private stack: each gets a fate, valid requests complete.
 
+The hostile messages are signed with the test tenant's own key, so the checks after authentication —
+size, depth, types, versions, object keys — are the ones on trial; twenty well-formed requests more go
+unsigned or with a stranger's signature, and must be refused as unauthenticated.
+
 Measured in CI: after the other delivery tests on the shared stack, this workload once stalled for
 more than 15 minutes (not yet explained); alone on a fresh stack it takes about a minute.
 """
@@ -13,14 +17,17 @@ import uuid
 
 import psutil
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.kafka import KafkaProducer
+from infra.signing_keys import TenantKeyFiles
+from processors.trust.signing import EventSigner
 from schemas.events import SampleUploaded, SynthesisRequested
 from streams import topics
 from streams.results import ResultWatcher
 from streams.session import client_session
-from streams.worker import VoxflowWorker
 from tests.faults.test_delivery import endings_of, requests_for
 from tests.journeys import RESULT_TIMEOUT_S, TENANT, consented_voice
 
@@ -30,9 +37,8 @@ HUGE_EVERY = 40
 
 
 @pytest.fixture(scope="module")
-async def worker(private_settings):
-    async with VoxflowWorker(private_settings) as running:
-        yield running
+def pipeline_settings(private_settings):
+    return private_settings
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +80,22 @@ def hostile_kinds(voice_id: str) -> list[st.SearchStrategy[bytes]]:
     return [*encoded, not_json] * (HUGE_EVERY // 8) + [huge.map(lambda document: json.dumps(document).encode())]
 
 
+def impostors(voice_id: str, count: int) -> list[tuple[bytes, list[tuple[str, bytes]]]]:
+    """Well-formed requests that would be spoken if their tenant had signed them: half unsigned, half forged."""
+    stranger = EventSigner(Ed25519PrivateKey.generate())
+    requests = [SynthesisRequested(tenant_id=TENANT, voice_id=voice_id, text="Say what I want.", purpose="narration")
+                .to_bytes() for _ in range(count)]
+    return [(raw, stranger.headers_for(raw) if index % 2 else []) for index, raw in enumerate(requests)]
+
+
 HOSTILE_COUNT = 1000
+IMPOSTOR_COUNT = 20
 
 
-# One example that draws the whole batch: the worker is shared, and 1,000 messages are one workload.
-@settings(max_examples=1, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None)
+# One example that draws the whole batch: the worker is shared, and 1,000 messages are one workload. No
+# shrinking: replaying the workload onto the same stack would only pile up stalls, not find a smaller case.
+@settings(max_examples=1, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None,
+          phases=[Phase.generate])
 @given(data=st.data())
 async def test_hostile_events_each_get_a_fate_and_valid_traffic_still_completes(data, private_settings, worker, voice):
     voice_id, correlation = voice
@@ -87,20 +104,28 @@ async def test_hostile_events_each_get_a_fate_and_valid_traffic_still_completes(
     valid = requests_for(voice_id, correlation, 4)
     process = psutil.Process(os.getpid())
     rss_before = process.memory_info().rss
+    tenant = TenantKeyFiles(private_settings.tenant_key_directory()).signer(TENANT)
+    signed = [(raw, tenant.headers_for(raw)) for raw in hostile]
+    unauthenticated = impostors(voice_id, IMPOSTOR_COUNT)
+    messages = signed + unauthenticated
     async with (ResultWatcher(private_settings.kafka_bootstrap, topics.RESULTS) as results,
                 ResultWatcher(private_settings.kafka_bootstrap, topics.DEAD_LETTER) as dead_letters):
         async with KafkaProducer(private_settings.kafka_bootstrap) as producer:
-            for index, raw in enumerate(hostile):
-                await producer.send(topics.SYNTHESIS, key=b"hostile", value=raw)
-                if index % (len(hostile) // len(valid)) == 0:
-                    request = valid[index * len(valid) // len(hostile)]
-                    await producer.send(topics.SYNTHESIS, key=request.key(), value=request.to_bytes())
-        digests = {hashlib.sha256(raw).hexdigest() for raw in hostile}
-        fated = await dead_letters.wait_until(lambda event: event.payload_sha256 in digests, len(digests),
+            for index, (raw, headers) in enumerate(messages):
+                await producer.send(topics.SYNTHESIS, key=b"hostile", value=raw, headers=headers)
+                if index % (len(messages) // len(valid)) == 0:
+                    request = valid[index * len(valid) // len(messages)]
+                    await producer.send(topics.SYNTHESIS, key=request.key(), value=request.to_bytes(),
+                                        headers=tenant.headers_for(request.to_bytes()))
+        digests = {hashlib.sha256(raw).hexdigest() for raw, _ in messages}
+        # one dead letter per message sent: hypothesis may draw the same bytes twice, and each copy gets its own
+        fated = await dead_letters.wait_until(lambda event: event.payload_sha256 in digests, len(messages),
                                               timeout_s=RESULT_TIMEOUT_S)
         endings = await endings_of(results, valid, settle_s=0)
 
     assert {event.payload_sha256 for event in fated} == digests
     assert all(event.reason for event in fated)
+    impostor_digests = {hashlib.sha256(raw).hexdigest() for raw, _ in unauthenticated}
+    assert {event.reason for event in fated if event.payload_sha256 in impostor_digests} == {"Unauthenticated"}
     assert [list(ended.values()) for ended in endings.values()] == [["synthesis.completed"]] * len(valid)
     assert process.memory_info().rss <= 1.2 * rss_before

@@ -40,8 +40,8 @@ def start_in_another_process(stack: EmbeddedStack) -> None:
                     str(stack.postgres_port), str(stack.s3_port)], cwd=REPO_ROOT, check=True, timeout=120)
 
 
-def pids(status: StackStatus) -> tuple[int | None, int | None, int | None]:
-    return status.s3.pid, status.broker.pid, status.postgres.pid
+def pids(status: StackStatus) -> tuple[int | None, int | None, int | None, int | None]:
+    return status.s3.pid, status.broker.pid, status.postgres.pid, status.s3_preconditions.pid
 
 
 def exited_pid() -> int:
@@ -176,6 +176,7 @@ async def test_down_stops_all_and_up_restarts_them_keeping_postgres_data(stack):
     assert not stopped.s3.running
     assert not stopped.broker.running
     assert not stopped.postgres.running
+    assert not stopped.s3_preconditions.running
     # Binding the ports proves nothing listens on them any more.
     with socket.create_server(("127.0.0.1", stack.broker_port)), \
             socket.create_server(("127.0.0.1", stack.postgres_port)), \
@@ -193,7 +194,7 @@ async def test_down_stops_all_and_up_restarts_them_keeping_postgres_data(stack):
 
 def test_the_s3_server_and_the_broker_listen_on_localhost_only(stack):
     status = stack.status()
-    for service in (status.s3, status.broker):
+    for service in (status.s3, status.broker, status.s3_preconditions):
         listening = {c.laddr.ip for c in psutil.Process(service.pid).net_connections(kind="inet")
                      if c.status == psutil.CONN_LISTEN}
         assert listening == {"127.0.0.1"}, service.name
@@ -208,3 +209,48 @@ def test_the_s3_endpoint_refuses_anonymous_requests(stack):
             urllib.request.urlopen(request, timeout=10)
         assert refused.value.code in (400, 403)
     assert not (stack.data_dir / "s3" / BROKER_BUCKET / "planted").exists()
+
+
+def test_the_broker_writes_through_the_s3_preconditions_proxy(stack):
+    status = stack.status()
+
+    environment = psutil.Process(status.broker.pid).environ()
+
+    assert environment["AWS_ENDPOINT"] == status.s3_preconditions.url
+    assert f"{stack.s3_endpoint}" in psutil.Process(status.s3_preconditions.pid).cmdline()
+
+
+def test_up_restarts_the_broker_with_its_proxy_when_the_proxy_is_gone(stack):
+    before = stack.status()
+    psutil.Process(before.s3_preconditions.pid).kill()
+    psutil.Process(before.s3_preconditions.pid).wait(10)
+
+    after = stack.up()
+
+    assert after.running
+    assert after.broker.pid != before.broker.pid
+    assert psutil.Process(after.broker.pid).environ()["AWS_ENDPOINT"] == after.s3_preconditions.url
+
+
+async def test_a_consumer_that_stops_cleanly_leaves_its_group_at_once(embedded_stack):
+    """Tansu's first generation is 0, from which stock aiokafka never sends LeaveGroup (streams/transport.py)."""
+    import streams.transport  # noqa: F401 — the fix under test
+
+    topic, group = f"leave-{uuid.uuid4().hex[:6]}", f"leave-group-{uuid.uuid4().hex[:6]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=embedded_stack.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=embedded_stack.kafka_bootstrap, group_id=group,
+                                    session_timeout_ms=30_000, heartbeat_interval_ms=1_000)
+        await consumer.start()
+        await consumer.getmany(timeout_ms=5_000)  # joined once partitions are assigned
+        assert consumer.assignment()
+        await consumer.stop()
+
+        (described,) = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+
+    members = described.groups[0][-1] if hasattr(described, "groups") else described[0][-1]
+    assert members == [], f"{len(members)} member(s) still listed after a clean stop"

@@ -22,39 +22,9 @@ from schemas.events import (
 from streams import topics
 from streams.auditing import read_audit_log, verify_audit_log
 from streams.client import signed_consent, signed_revocation, upload_sample
-from streams.results import ResultWatcher
-from streams.session import client_session
-from streams.worker import VoxflowWorker
 from tests.journeys import RESULT_TIMEOUT_S, TENANT, consented_voice, eventually, synthesise, wav_of_real_speech
 
 pytestmark = pytest.mark.integration
-
-
-
-@pytest.fixture(scope="module")
-async def worker(stack_settings):
-    async with VoxflowWorker(stack_settings) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-async def session(stack_settings, worker):
-    async with client_session(stack_settings) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def results(stack_settings, worker):
-    async with ResultWatcher(stack_settings.kafka_bootstrap, topics.RESULTS) as watcher:
-        yield watcher
-
-
-@pytest.fixture
-async def dead_letters(stack_settings, worker):
-    async with ResultWatcher(stack_settings.kafka_bootstrap, topics.DEAD_LETTER) as watcher:
-        yield watcher
-
-
 
 
 async def test_consenting_voice_is_cloned_watermarked_and_audited(session, results, stack_settings):

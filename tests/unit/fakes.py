@@ -54,7 +54,16 @@ class FakeConsents:
         self.decisions = []
 
     async def record_decision(self, decision):
-        self.decisions.append(decision)
+        if await self.get(consent_id=decision.consent_id) is None:  # the table keeps a consent's first decision
+            self.decisions.append(decision)
+
+    async def get(self, *, consent_id):
+        for decision in self.decisions:
+            if decision.consent_id == consent_id:
+                return {"consent_id": consent_id, "voice_id": decision.voice_id, "status": decision.status,
+                        "document": decision.document, "owner_public_key": decision.owner_public_key,
+                        "revoked_at": None}
+        return None
 
     async def rejections_since(self, *, voice_id, since: datetime):
         return sum(1 for d in self.decisions if d.voice_id == voice_id and d.status == "rejected")

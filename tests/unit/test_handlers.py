@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -73,6 +74,17 @@ def consent(owner: Ed25519PrivateKey, **overrides):
 async def test_a_genuine_consent_is_verified():
     (verified,) = await grant_consent(consent(Ed25519PrivateKey.generate()), fake_context())
     assert verified.type == "consent.verified" and verified.purposes == ["narration"]
+
+
+async def test_a_copied_grant_under_a_fresh_event_id_is_reported_as_a_duplicate_not_verified_again():
+    context, granted = fake_context(), consent(Ed25519PrivateKey.generate())
+    await grant_consent(granted, context)
+
+    (answer,) = await grant_consent(granted.model_copy(update={"event_id": uuid.uuid4()}), context)
+    (retried,) = await grant_consent(granted, context)  # the same event again: a retry, not a replay
+
+    assert answer.type == "consent.rejected" and answer.reasons[0].startswith("duplicate grant")
+    assert retried.type == "consent.verified"
 
 
 async def test_a_consent_altered_after_signing_is_rejected():

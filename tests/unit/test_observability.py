@@ -14,7 +14,7 @@ from streams.metrics import WorkerMetrics
 from streams.processing import MessageLocation, RetryPolicy, StageProcessor
 from streams.stages import Stage
 from streams.web import WebServer, check_health, create_web_app
-from tests.unit.test_processing import FakeInbox, RecordingPublisher, uploaded
+from tests.unit.test_processing import FakeInbox, RecordingPublisher, TrustingAuthenticator, uploaded
 
 NO_WAITING = RetryPolicy(transient_retry_s=0.05, base_delay_s=0.001, max_delay_s=0.005)
 LOCATION = MessageLocation("voxflow.ingest", 0, 7)
@@ -22,7 +22,8 @@ LOCATION = MessageLocation("voxflow.ingest", 0, 7)
 
 def processor_with(handler, metrics):
     context = SimpleNamespace(repos=SimpleNamespace(inbox=FakeInbox()))
-    processor = StageProcessor(context, RecordingPublisher(), policy=NO_WAITING, metrics=metrics)
+    processor = StageProcessor(context, RecordingPublisher(), TrustingAuthenticator(), policy=NO_WAITING,
+                               metrics=metrics)
     return processor, Stage("ingest", "voxflow.ingest", {SampleUploaded: handler})
 
 

@@ -28,6 +28,13 @@ class FakeInbox:
         self.done.add((consumer, event_id))
 
 
+class TrustingAuthenticator:
+    """Every producer allowed: these tests are about fates after authentication (test_authentication.py covers it)."""
+
+    async def authenticate(self, event, value, headers):
+        return None
+
+
 class RecordingPublisher:
     def __init__(self):
         self.events = []
@@ -50,7 +57,7 @@ def rejection_for(event):
 def processor_with(handler):
     inbox, publisher = FakeInbox(), RecordingPublisher()
     context = SimpleNamespace(repos=SimpleNamespace(inbox=inbox))
-    processor = StageProcessor(context, publisher, policy=NO_WAITING)
+    processor = StageProcessor(context, publisher, TrustingAuthenticator(), policy=NO_WAITING)
     return processor, Stage("ingest", "voxflow.ingest", {SampleUploaded: handler}), publisher, inbox
 
 
@@ -180,7 +187,7 @@ async def rejected_through(inbox, publisher) -> SampleUploaded:
     async def handler(event, context):
         return [rejection_for(event)]
 
-    processor = StageProcessor(SimpleNamespace(repos=SimpleNamespace(inbox=inbox)), publisher,
+    processor = StageProcessor(SimpleNamespace(repos=SimpleNamespace(inbox=inbox)), publisher, TrustingAuthenticator(),
                                policy=RetryPolicy(transient_retry_s=5, base_delay_s=0.001))
     event = uploaded()
     await processor.process(Stage("ingest", "voxflow.ingest", {SampleUploaded: handler}), event.to_bytes(), LOCATION)

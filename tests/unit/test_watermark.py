@@ -86,12 +86,25 @@ def low_passed_at_8_khz(samples):
     return sosfilt(butter(8, 8000, fs=RATE_HZ, output="sos"), samples)
 
 
+def low_passed_at_4_khz(samples):
+    return sosfilt(butter(8, 4000, fs=RATE_HZ, output="sos"), samples)
+
+
+def over_a_phone_line(samples):
+    """300-3400 Hz, 8 kHz, 8-bit G.711 μ-law (μ = 255): what a telephone call delivers."""
+    band = sosfilt(butter(4, (300, 3400), btype="bandpass", fs=RATE_HZ, output="sos"), samples)
+    at_8k = np.clip(resample_poly(band, 1, 3), -1.0, 1.0)
+    companded = np.round(127 * np.sign(at_8k) * np.log1p(255 * np.abs(at_8k)) / np.log1p(255)) / 127
+    return (np.sign(companded) * np.expm1(np.abs(companded) * np.log1p(255)) / 255).astype(np.float32)
+
+
 ATTACKS = {
     "resampled to 16 kHz and back": resampled_to_16k_and_back,
     "white noise at 20 dB SNR": with_noise_at_20_db,
     "6 dB louder": lambda samples: samples * 2.0,
     "6 dB quieter": lambda samples: samples * 0.5,
     "low-passed at 8 kHz": low_passed_at_8_khz,
+    "low-passed at 4 kHz": low_passed_at_4_khz,
     "first 10 % cut off": lambda samples: samples[samples.size // 10:],
     "last 10 % cut off": lambda samples: samples[:samples.size - samples.size // 10],
 }
@@ -108,6 +121,12 @@ def test_payload_survives(attack, clip, request):
 def test_detection_reads_16_khz_audio_directly(marked_english):
     detection = detect_watermark(resample_poly(marked_english, 2, 3).astype(np.float32), 16000, KEY)
     assert detection.payload == PAYLOAD
+
+
+@pytest.mark.parametrize("clip", ["marked_english", "marked_czech"])
+def test_a_phone_call_recording_at_8_khz_gives_back_its_payload(clip, request):
+    detection = detect_watermark(over_a_phone_line(request.getfixturevalue(clip)), 8000, KEY)
+    assert detection.detected and detection.payload == PAYLOAD
 
 
 def test_audio_at_16_khz_can_be_marked(english_heldout_speech):
@@ -178,6 +197,8 @@ def test_malformed_audio_is_refused_by_name(samples, reason):
 def test_bad_rate_key_or_payload_is_refused(english):
     with pytest.raises(InvalidWatermarkInputError, match="sample rate"):
         embed_watermark(english, 8000, KEY, PAYLOAD)
+    with pytest.raises(InvalidWatermarkInputError, match="sample rate"):
+        detect_watermark(english, 4000, KEY)
     with pytest.raises(InvalidWatermarkInputError, match="key"):
         detect_watermark(english, RATE_HZ, b"")
     with pytest.raises(InvalidWatermarkInputError, match="8 bytes"):
