@@ -86,8 +86,8 @@ def fillets_actors() -> list[Speaker]:
 
 def asterisk_speaker(language: str) -> Speaker:
     """The one voice of ``asterisk-core-sounds-<language>-g722``: even prompts for references, odd ones held out."""
-    name, prompts = _asterisk_prompts(language)
-    clips = [_read_clip(path) for path in prompts]
+    name, prompts = asterisk_prompts(language)
+    clips = [read_clip(path) for path in prompts]
     reference_clips, heldout_clips = clips[0::2], clips[1::2]
     return Speaker(name, lambda seconds: _joined(reference_clips, seconds), _joined(heldout_clips, HELDOUT_S))
 
@@ -124,14 +124,14 @@ def _joined(clips: list[np.ndarray], seconds: float) -> np.ndarray:
     return joined
 
 
-def _read_clip(path: Path) -> np.ndarray:
+def read_clip(path: Path) -> np.ndarray:
     samples, rate_hz = sf.read(str(path), dtype="float32")
     if rate_hz != SAMPLE_RATE_HZ or samples.ndim != 1:
         raise SpeechAssetError(f"{path.name}: expected 16 kHz mono, got {rate_hz} Hz, shape {samples.shape}")
     return samples
 
 
-def _asterisk_prompts(language: str) -> tuple[str, list[Path]]:
+def asterisk_prompts(language: str) -> tuple[str, list[Path]]:
     """The speaker's name (``june_fr_f``) and its decoded prompts, 16 kHz mono WAV, sorted by file name."""
     cache = speech_cache_dir() / f"asterisk-{language}"
     if not (cache / ".complete").exists():
@@ -165,7 +165,7 @@ def _pyannote_sample() -> tuple[np.ndarray, list[tuple[str, float, float]]]:
     cache = speech_cache_dir() / "pyannote-sample"
     if not (cache / ".complete").exists():
         _fetch_pyannote_sample(cache)
-    samples = _read_clip(cache / "sample.wav")
+    samples = read_clip(cache / "sample.wav")
     turns = []
     for line in (cache / "sample.rttm").read_text().splitlines():
         fields = line.split()

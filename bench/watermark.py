@@ -38,7 +38,7 @@ from scipy.signal import butter, resample_poly, sosfilt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.speakers import _asterisk_prompts, _read_clip  # noqa: E402
+from bench.speakers import asterisk_prompts, read_clip  # noqa: E402
 from infra.kokoro_assets import kokoro_synthesis_model_path, kokoro_vocabulary, load_stock_voices  # noqa: E402
 from infra.speech_assets import czech_actor_clips, english_prompts  # noqa: E402
 from processors.synthesis.kokoro import KokoroSynthesizer  # noqa: E402
@@ -111,7 +111,7 @@ def clean_real_clips(count: int) -> tuple[list[np.ndarray], int]:
     """``count`` unmarked real recordings at 16 kHz, at most ``CLEAN_EXCERPT_S`` each, taken in turn
     from Allison (en), June (fr), Carlo (it), the Russian voice and the two Czech actors."""
     sources = [english_prompts(MIN_CLEAN_CLIP_S)]
-    sources += [_asterisk_prompts(language)[1] for language in ("fr", "it", "ru")]
+    sources += [asterisk_prompts(language)[1] for language in ("fr", "it", "ru")]
     sources += [czech_actor_clips(actor) for actor in ("small_fish", "big_fish")]
     clips: list[np.ndarray] = []
     position = 0
@@ -129,7 +129,7 @@ def clean_real_clips(count: int) -> tuple[list[np.ndarray], int]:
 
 def _read_16k(path: Path) -> np.ndarray:
     if path.suffix == ".wav":
-        return _read_clip(path)
+        return read_clip(path)
     samples, rate_hz = sf.read(str(path), dtype="float32", always_2d=True)
     return resample_poly(samples.mean(axis=1), 16000 // np.gcd(rate_hz, 16000), rate_hz // np.gcd(rate_hz, 16000))
 
