@@ -546,9 +546,5 @@ class Repositories:
     async def transaction(self) -> AsyncIterator["Repositories"]:
         """A unit of work: repositories on one connection whose writes commit together, or not at all
         when the block raises (inside another unit of work: a savepoint)."""
-        if isinstance(self.executor, asyncpg.Pool):
-            async with self.executor.acquire() as connection, connection.transaction():
-                yield Repositories.over(connection, audit_key=self.audit.key)
-        else:
-            async with self.executor.transaction():
-                yield self
+        async with _transaction(self.executor) as connection:
+            yield self if connection is self.executor else Repositories.over(connection, audit_key=self.audit.key)
