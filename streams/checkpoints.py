@@ -7,7 +7,6 @@ the events: `voxflow audit verify --checkpoint FILE` checks the log against one 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import uuid
@@ -64,12 +63,3 @@ class AuditCheckpointer:
         await self._publish([event])
         log.info("audit checkpoint at sequence %d signed by key %s", event.sequence, event.key_id)
         return event
-
-    async def run(self, interval_s: float) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                await self.checkpoint()
-            except Exception as error:  # noqa: BLE001 — an outage only delays the next checkpoint
-                log.warning("audit checkpoint failed (%s: %s); next try in %g s", type(error).__name__, error,
-                            interval_s)

@@ -7,7 +7,6 @@ several workers can sweep at once and each stalled request is failed once.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -51,14 +50,6 @@ class RequestDeadlines:
         for request in stalled:
             log.warning("synthesis %s failed: past its %g s deadline", request.synthesis_id, self.deadline_s)
         return outcomes
-
-    async def run(self, interval_s: float) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                await self.sweep()
-            except Exception as error:  # noqa: BLE001 — an outage only delays the next round
-                log.warning("deadline sweep failed (%s: %s); next try in %g s", type(error).__name__, error, interval_s)
 
 
 def _failure(request: StalledSynthesis, reason: str) -> SynthesisFailed:

@@ -22,6 +22,7 @@ from streams.context import Limits, StageContext, VoiceModels
 from streams.deadlines import RequestDeadlines
 from streams.metrics import CountingPublisher, WorkerMetrics
 from streams.offsets import reset_lost_offsets_on_assignment
+from streams.periodic import run_every
 from streams.processing import MessageLocation, RetryPolicy, StageProcessor
 from streams.publisher import EventPublisher, signed_by
 from streams.topics import ALL_TOPICS
@@ -128,17 +129,20 @@ class VoxflowWorker:
                                    metrics=self.metrics)
         self._app = create_faust_app(settings, processor)
         await self._app.start()
-        if any(stage.name == "synthesis" for stage in stages_named(settings.stages)):
+        running = [stage.name for stage in stages_named(settings.stages)]
+        if "synthesis" in running:
             deadlines = RequestDeadlines(context.repos.syntheses,
                                          lambda outcomes: processor.publish_outcomes("synthesis", outcomes),
                                          settings.request_deadline_s)
-            self._background.append(asyncio.create_task(deadlines.run(settings.deadline_sweep_s)))
-        if any(stage.name == "audit" for stage in stages_named(settings.stages)):
+            self._background.append(asyncio.create_task(
+                run_every(settings.deadline_sweep_s, deadlines.sweep, "deadline sweep")))
+        if "audit" in running:
             checkpointer = AuditCheckpointer(context.repos.checkpoints, signer.private_key,
                                              lambda outcomes: processor.publish_outcomes("audit", outcomes))
-            self._background.append(asyncio.create_task(checkpointer.run(settings.audit_checkpoint_interval_s)))
+            self._background.append(asyncio.create_task(
+                run_every(settings.audit_checkpoint_interval_s, checkpointer.checkpoint, "audit checkpoint")))
         log.info("worker started: stages %s on %s",
-                 ", ".join(stage.name for stage in stages_named(settings.stages)), settings.kafka_bootstrap)
+                 ", ".join(running), settings.kafka_bootstrap)
         return self
 
     @property

@@ -4,6 +4,7 @@ rclone S3 endpoint, the Tansu broker that keeps its log on it, and PostgreSQL.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import uuid
 from pathlib import Path
@@ -21,15 +22,23 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def embedded_stack(tmp_path_factory):
+@contextlib.contextmanager
+def started_stack(directory: Path):
+    """An embedded stack on free ports under ``directory``, up for the block and down after it."""
     from infra.embedded import EmbeddedStack
 
-    stack = EmbeddedStack(tmp_path_factory.mktemp("stack"), broker_port=free_port(), postgres_port=free_port(),
-                          s3_port=free_port())
+    stack = EmbeddedStack(directory, broker_port=free_port(), postgres_port=free_port(), s3_port=free_port())
     stack.up()
-    yield stack
-    stack.down()
+    try:
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def embedded_stack(tmp_path_factory):
+    with started_stack(tmp_path_factory.mktemp("stack")) as stack:
+        yield stack
 
 
 def with_registered_tenants(settings: Settings, *tenant_ids: str) -> Settings:

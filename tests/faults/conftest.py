@@ -6,18 +6,14 @@ import uuid
 
 import pytest
 
-from infra.embedded import EmbeddedStack
-from tests.conftest import free_port, with_registered_tenants
+from tests.conftest import started_stack, with_registered_tenants
 from tests.journeys import TENANT
 
 
 @pytest.fixture(scope="module")
 def private_stack(tmp_path_factory):
-    stack = EmbeddedStack(tmp_path_factory.mktemp("private-stack"), broker_port=free_port(), postgres_port=free_port(),
-                          s3_port=free_port())
-    stack.up()
-    yield stack
-    stack.down()
+    with started_stack(tmp_path_factory.mktemp("private-stack")) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
