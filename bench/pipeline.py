@@ -34,7 +34,8 @@ from infra.settings import Settings  # noqa: E402
 from infra.speech_assets import reference_utterance  # noqa: E402
 from processors.audio.codec_quality import encode_wav  # noqa: E402
 from schemas.events import AdaptationRequested, SynthesisRequested  # noqa: E402
-from streams.client import signed_consent, upload_sample  # noqa: E402
+from streams.client import upload_sample  # noqa: E402
+from voxflow.envelopes import signed_consent  # noqa: E402
 from streams.results import ResultWatcher  # noqa: E402
 from streams.session import client_session  # noqa: E402
 from streams.topics import RESULTS  # noqa: E402
@@ -121,8 +122,8 @@ def main() -> None:
         try:
             settings = Settings(_env_file=None, data_dir=Path(directory), kafka_bootstrap=stack.kafka_bootstrap,
                                 postgres_dsn=stack.postgres_dsn, s3_endpoint=stack.s3_endpoint, web_port=0,
-                                faust_transport=args.transport,
-                                synthesis_rate_limit=1000)
+                                faust_transport=args.transport, synthesis_rate_limit=1000,
+                                require_spoken_consent=False)  # latency is measured here, not consent
             figures = asyncio.run(measure(settings, args.requests))
         finally:
             stack.down()

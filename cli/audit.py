@@ -1,16 +1,32 @@
-"""`voxflow audit verify|replay` and `voxflow schemas export`."""
+"""`voxflow audit verify|checkpoint|replay` and `voxflow schemas export`."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 
 from cli.app import echo_json, main, run_async
 from infra.settings import Settings
+
+
+class _UtcTime(click.ParamType):
+    """An ISO 8601 time; one without an offset is taken as UTC."""
+
+    name = "time"
+
+    def convert(self, value, param, ctx) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 time (e.g. 2026-12-01T18:00:00Z)", param, ctx)
+        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 @main.group()
@@ -64,14 +80,33 @@ def _kept_checkpoint(path: Path):
 @audit.command("replay")
 @click.option("--after", default=0, show_default=True, help="Start after this sequence number.")
 @click.option("--voice", "voice_id", default=None, help="Only records about this voice.")
+@click.option("--since", type=_UtcTime(), default=None, metavar="TIME",
+              help="Compare instead: re-read the audit topic and set its records since TIME (ISO 8601, UTC if no "
+                   "offset) beside Postgres's, naming every difference; exit 1 if there is one.")
+@click.option("--idle-timeout", default=3.0, show_default=True,
+              help="With --since: seconds without a message before the topic counts as read.")
 @click.pass_obj
-def audit_replay(settings: Settings, after: int, voice_id: str | None) -> None:
-    """Print audit records in chain order as JSON lines."""
+def audit_replay(settings: Settings, after: int, voice_id: str | None, since: datetime | None,
+                 idle_timeout: float) -> None:
+    """Print audit records in chain order as JSON lines, or (--since) compare the topic with Postgres."""
+    if since is not None:
+        _compare_with_topic(settings, since, idle_timeout)
+        return
     from streams.auditing import read_audit_log
 
     for entry in run_async(read_audit_log(settings, after_sequence=after)):
         if voice_id is None or entry.record.get("voice_id") == voice_id:
             click.echo(json.dumps({"sequence": entry.sequence, "hash": entry.record_hash, "record": entry.record}))
+
+
+def _compare_with_topic(settings: Settings, since: datetime, idle_timeout_s: float) -> None:
+    from streams.audit_replay import replay_audit_topic
+
+    differences = run_async(replay_audit_topic(settings, since=since, idle_timeout_s=idle_timeout_s))
+    echo_json({"since": since.isoformat(), "consistent": not differences,
+               "differences": [difference.to_dict() for difference in differences]})
+    if differences:
+        sys.exit(1)
 
 
 @main.group()

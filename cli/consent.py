@@ -36,7 +36,7 @@ def consent_keygen(key_file: Path) -> None:
     click.echo(public_key_base64(private_key))
 
 
-def _load_owner_key(key_file: Path):
+def load_owner_key(key_file: Path):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     try:
@@ -54,19 +54,24 @@ def _load_owner_key(key_file: Path):
 @click.option("--language", "languages", multiple=True, default=("en",), show_default=True)
 @click.option("--days", default=365, show_default=True, help="Valid for this many days.")
 @click.option("--max-uses", type=int, default=None)
-@click.option("--statement", required=True, help="The consent statement the owner agreed to (and spoke).")
+@click.option("--statement", default=None,
+              help="The consent statement the owner agreed to and spoke; default: this deployment's consent phrase "
+                   "(VOXFLOW_SPOKEN_CONSENT_PHRASE_TEMPLATE naming VOXFLOW_OPERATOR_NAME), which a spoken statement "
+                   "must say.")
 @click.option("--statement-audio", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="A recording of the owner speaking the statement; its voice must match the samples.")
+              help="A recording of the owner speaking the consent phrase (required unless the deployment relaxed "
+                   "VOXFLOW_REQUIRE_SPOKEN_CONSENT); its words and its voice are checked.")
 @click.pass_obj
 def consent_grant(settings: Settings, voice_id, tenant_id, owner_id, key_file, purposes, languages, days, max_uses,
                   statement, statement_audio) -> None:
     """Sign a consent document with the owner's key and produce consent.granted."""
-    from streams.client import signed_consent
+    from voxflow.envelopes import signed_consent
     from streams.session import client_session
 
+    statement = statement or settings.spoken_consent_phrase()
     audio = statement_audio.read_bytes() if statement_audio else None
     audio_key = f"consents/{tenant_id}/{voice_id}/{uuid.uuid4()}{statement_audio.suffix}" if audio else None
-    event = signed_consent(_load_owner_key(key_file), tenant_id=tenant_id, voice_id=voice_id, owner_id=owner_id,
+    event = signed_consent(load_owner_key(key_file), tenant_id=tenant_id, voice_id=voice_id, owner_id=owner_id,
                            purposes=list(purposes), languages=list(languages), statement_text=statement,
                            valid_for=timedelta(days=days), max_uses=max_uses, statement_audio_key=audio_key,
                            statement_audio=audio)
@@ -89,10 +94,10 @@ def consent_grant(settings: Settings, voice_id, tenant_id, owner_id, key_file, p
 @click.pass_obj
 def consent_revoke(settings: Settings, voice_id, tenant_id, consent_id: uuid.UUID, key_file: Path) -> None:
     """Sign a revocation with the owner's key and produce consent.revoked."""
-    from streams.client import signed_revocation
+    from voxflow.envelopes import signed_revocation
     from streams.session import client_session
 
-    event = signed_revocation(_load_owner_key(key_file), tenant_id=tenant_id, voice_id=voice_id,
+    event = signed_revocation(load_owner_key(key_file), tenant_id=tenant_id, voice_id=voice_id,
                               consent_id=consent_id)
 
     async def go():

@@ -66,7 +66,7 @@ def consume(settings: Settings, topic_names: tuple[str, ...], follow: bool, idle
     from streams.topics import RESULTS
 
     async def go():
-        async for topic, partition, offset, _key, value in consume_topics(
+        async for topic, partition, offset, _key, value, _headers in consume_topics(
             settings.kafka_bootstrap, list(topic_names) or [RESULTS], idle_timeout_s=None if follow else idle_timeout
         ):
             click.echo(json.dumps({"topic": topic, "partition": partition, "offset": offset,

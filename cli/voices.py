@@ -1,4 +1,4 @@
-"""`voxflow voice protect|clear-review`, `voxflow analyze` and `voxflow clone`."""
+"""`voxflow voice protect|clear-review|erase`, `voxflow analyze` and `voxflow clone`."""
 
 from __future__ import annotations
 
@@ -50,6 +50,46 @@ def voice_clear_review(settings: Settings, voice_id: str) -> None:
     if not run_async(go()):
         raise click.ClickException(f"no voice {voice_id!r}")
     click.echo(f"voice {voice_id} is cleared: send adaptation.requested again to build it")
+
+
+@voice.command("erase")
+@click.argument("voice_id")
+@click.option("--tenant", "tenant_id", required=True)
+@click.option("--owner-key", "key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The owner's key (from `voxflow consent keygen`): the owner asks, the tenant's key sends it.")
+@click.option("--reason", default=None, help="Without --owner-key: the operator's reason (signed by the worker key).")
+@click.pass_obj
+def voice_erase(settings: Settings, voice_id: str, tenant_id: str, key_file: Path | None, reason: str | None) -> None:
+    """Erase a voice for good: objects, samples, profiles, consents and syntheses deleted, its data key destroyed.
+
+    Prints the request; its erasure.completed (with the report of what went) or erasure.failed
+    follows on the results topic (`voxflow consume voxflow.results`).
+    """
+    from cli.consent import load_owner_key
+    from schemas.envelope import utc_now
+    from schemas.events import ErasureRequested
+    from voxflow.envelopes import signed_erasure
+    from streams.session import client_session, operator_publisher
+
+    if (key_file is None) == (reason is None):
+        raise click.UsageError("give either --owner-key (the owner asks) or --reason (an operator decides)")
+
+    async def by_owner():
+        async with client_session(settings, with_store=False) as session:
+            await session.publisher.publish(request)
+
+    async def by_operator():
+        async with operator_publisher(settings) as publisher:
+            await publisher.publish(request)
+
+    if key_file is not None:
+        request = signed_erasure(load_owner_key(key_file), tenant_id=tenant_id, voice_id=voice_id)
+        run_async(by_owner())
+    else:
+        request = ErasureRequested(tenant_id=tenant_id, voice_id=voice_id, requested_by="operator",
+                                   requested_at=utc_now(), reason=reason)
+        run_async(by_operator())
+    echo_json(request.model_dump(mode="json"))
 
 
 @main.command()

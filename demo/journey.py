@@ -20,7 +20,8 @@ from processors.voice.speaker import SpeakerEncoder, cosine_similarity
 from processors.trust.watermark import detect_watermark
 from schemas.events import AdaptationRequested, SynthesisControls, SynthesisRequested
 from streams.auditing import verify_audit_log
-from streams.client import signed_consent, upload_sample
+from streams.client import upload_sample
+from voxflow.envelopes import signed_consent
 from streams.results import ResultWatcher
 from streams.session import client_session, database
 from streams.tenants import register_tenant
@@ -43,9 +44,15 @@ REQUESTS = (
 )
 
 
+SPOKEN_CONSENT_OFF = ("NOT REQUIRED in this demo: its packaged speakers never said the consent phrase "
+                      "(a real deployment keeps VOXFLOW_REQUIRE_SPOKEN_CONSENT on)")
+
+
 def run_demo(settings: Settings, *, out_dir: Path, keep_stack: bool = False) -> dict:
     if "refinement_steps" not in settings.model_fields_set:
         settings = settings.model_copy(update={"refinement_steps": DEMO_REFINEMENT_STEPS})
+    settings = settings.model_copy(update={"require_spoken_consent": False})
+    log.warning("spoken consent %s", SPOKEN_CONSENT_OFF)
     stack = EmbeddedStack.from_settings(settings)
     started = time.perf_counter()
     log.info("starting the embedded stack in %s", settings.data_dir)
@@ -56,6 +63,7 @@ def run_demo(settings: Settings, *, out_dir: Path, keep_stack: bool = False) -> 
         if not keep_stack:
             stack.down()
     summary["wall_time_s"] = round(time.perf_counter() - started, 1)
+    summary["spoken_consent"] = SPOKEN_CONSENT_OFF
     return summary
 
 

@@ -75,3 +75,11 @@ class AssetUnavailable(InfraError):
 
 class ProvenanceKeysError(InfraError):
     """The configured C2PA chain, key or trust anchors cannot be read, or only one of chain and key is set."""
+
+
+class DataKeyDestroyed(InfraError):
+    """The voice's data key was destroyed (the voice was erased): its data can never be read or written again."""
+
+
+class MasterKeyMissing(InfraError):
+    """A data key is wrapped by a master key this machine does not have."""

@@ -94,8 +94,8 @@ class KafkaProducer:
 
 
 async def consume(bootstrap: str, topics: list[str], *, idle_timeout_s: float | None = None
-                  ) -> AsyncIterator[tuple[str, int, int, bytes | None, bytes]]:
-    """Yield (topic, partition, offset, key, value) from the start of each topic, without a consumer group.
+                  ) -> AsyncIterator[tuple[str, int, int, bytes | None, bytes, list[tuple[str, bytes]]]]:
+    """Yield (topic, partition, offset, key, value, headers) from the start of each topic, without a consumer group.
 
     With `idle_timeout_s`, stops once nothing arrived for that long; otherwise follows forever.
     """
@@ -114,6 +114,7 @@ async def consume(bootstrap: str, topics: list[str], *, idle_timeout_s: float | 
                 return
             for records in batches.values():
                 for record in records:
-                    yield record.topic, record.partition, record.offset, record.key, record.value
+                    yield (record.topic, record.partition, record.offset, record.key, record.value,
+                           list(record.headers or ()))
     finally:
         await consumer.stop()

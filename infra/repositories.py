@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import asyncpg
 
+from infra.data_keys import voice_scope
 from infra.errors import InfraError
 from processors.trust.audit_chain import GENESIS_HASH, audit_record_hash
 from processors.trust.audit_checkpoints import SignedCheckpoint
@@ -43,13 +44,16 @@ class VoiceRepository:
         self.pool = pool
 
     async def ensure_voice(self, *, voice_id: str, tenant_id: str) -> None:
-        owner = await self.pool.fetchval(
+        owner = await self.pool.fetchrow(
             "INSERT INTO voices (voice_id, tenant_id) VALUES ($1, $2)"
-            " ON CONFLICT (voice_id) DO UPDATE SET voice_id = EXCLUDED.voice_id RETURNING tenant_id",
+            " ON CONFLICT (voice_id) DO UPDATE SET voice_id = EXCLUDED.voice_id RETURNING tenant_id, erased_at",
             voice_id, tenant_id,
         )
-        if owner != tenant_id:
+        if owner["tenant_id"] != tenant_id:
             raise VoiceOwnedByAnotherTenant(f"voice {voice_id!r} belongs to another tenant")
+        if owner["erased_at"] is not None:
+            raise VoiceErased(f"voice {voice_id!r} was erased at {owner['erased_at'].isoformat()}: "
+                              "its id cannot be used again")
 
     async def get_voice(self, *, voice_id: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow("SELECT * FROM voices WHERE voice_id = $1", voice_id)
@@ -170,12 +174,28 @@ class ConsentRepository:
         )
 
 
+class ProfileSealer(Protocol):
+    async def seal(self, document: dict[str, Any], *, scope: str, context: str) -> bytes: ...
+    async def open(self, sealed: bytes, *, context: str) -> dict[str, Any]: ...
+
+
+def _profile_context(voice_id: str, version: int) -> str:
+    return f"voice_profiles/{voice_id}/{version}"
+
+
+def _synthesis_profile_context(synthesis_id: uuid.UUID) -> str:
+    return f"syntheses/{synthesis_id}/profile"
+
+
 class ProfileRepository:
-    def __init__(self, pool: asyncpg.Pool):
+    """Profiles are stored sealed under their voice's data key; their speaker embeddings stay searchable."""
+
+    def __init__(self, pool: asyncpg.Pool, sealer: ProfileSealer):
         self.pool = pool
+        self.sealer = sealer
 
     async def save(
-        self, *, voice_id: str, adaptation_id: uuid.UUID, sample_ids: list[uuid.UUID],
+        self, *, voice_id: str, tenant_id: str, adaptation_id: uuid.UUID, sample_ids: list[uuid.UUID],
         embedding, profile: dict[str, Any],
     ) -> int:
         """Store a new profile version (previous versions stay); replaying an adaptation returns its version."""
@@ -189,25 +209,36 @@ class ProfileRepository:
             version = await connection.fetchval(
                 "SELECT coalesce(max(version), 0) + 1 FROM voice_profiles WHERE voice_id = $1", voice_id
             )
+            sealed = await self.sealer.seal(profile, scope=voice_scope(tenant_id, voice_id),
+                                            context=_profile_context(voice_id, version))
             await connection.execute(
-                "INSERT INTO voice_profiles (voice_id, version, adaptation_id, sample_ids, embedding, profile)"
+                "INSERT INTO voice_profiles (voice_id, version, adaptation_id, sample_ids, embedding, sealed_profile)"
                 " VALUES ($1, $2, $3, $4, $5::vector, $6)",
-                voice_id, version, adaptation_id, sample_ids, _vector_literal(embedding), profile,
+                voice_id, version, adaptation_id, sample_ids, _vector_literal(embedding), sealed,
             )
             return version
 
-    async def latest(self, *, voice_id: str) -> asyncpg.Record | None:
-        return await self.pool.fetchrow(
-            "SELECT voice_id, version, profile FROM voice_profiles WHERE voice_id = $1"
+    async def latest(self, *, voice_id: str) -> dict[str, Any] | None:
+        """``voice_id``, ``version``, ``profile`` (opened), ``sample_ids`` of the newest version."""
+        return await self._opened(await self.pool.fetchrow(
+            "SELECT voice_id, version, sealed_profile, sample_ids FROM voice_profiles WHERE voice_id = $1"
             " ORDER BY version DESC LIMIT 1",
             voice_id,
-        )
+        ))
 
-    async def version(self, *, voice_id: str, version: int) -> asyncpg.Record | None:
-        return await self.pool.fetchrow(
-            "SELECT voice_id, version, profile, sample_ids FROM voice_profiles WHERE voice_id = $1 AND version = $2",
+    async def version(self, *, voice_id: str, version: int) -> dict[str, Any] | None:
+        return await self._opened(await self.pool.fetchrow(
+            "SELECT voice_id, version, sealed_profile, sample_ids FROM voice_profiles WHERE voice_id = $1 AND version = $2",
             voice_id, version,
-        )
+        ))
+
+    async def _opened(self, row: asyncpg.Record | None) -> dict[str, Any] | None:
+        if row is None:
+            return None
+        profile = await self.sealer.open(bytes(row["sealed_profile"]),
+                                         context=_profile_context(row["voice_id"], row["version"]))
+        return {"voice_id": row["voice_id"], "version": row["version"], "profile": profile,
+                "sample_ids": list(row["sample_ids"])}
 
     async def closest_voice_of_another_tenant(self, *, embedding, tenant_id: str) -> tuple[str, float] | None:
         """The voice of a tenant other than ``tenant_id`` whose speaker embedding is nearest, with its cosine."""
@@ -280,8 +311,11 @@ class StalledSynthesis:
 
 
 class SynthesisRepository:
-    def __init__(self, pool: asyncpg.Pool):
+    """A request's profile snapshot is stored sealed under its voice's data key; ``get`` opens it."""
+
+    def __init__(self, pool: asyncpg.Pool, sealer: ProfileSealer):
         self.pool = pool
+        self.sealer = sealer
 
     async def record_request(
         self, *, synthesis_id: uuid.UUID, voice_id: str, tenant_id: str, text: str, language: str,
@@ -291,14 +325,16 @@ class SynthesisRepository:
         correlation_id: uuid.UUID | None = None, request_event_id: uuid.UUID | None = None,
     ) -> bool:
         """True when this is the first time the request is recorded."""
+        sealed_profile = None if profile is None else await self.sealer.seal(
+            profile, scope=voice_scope(tenant_id, voice_id), context=_synthesis_profile_context(synthesis_id))
         inserted = await self.pool.fetchval(
             "INSERT INTO syntheses (synthesis_id, voice_id, tenant_id, text, language, purpose, controls,"
-            " requested_at, status, reason, consent_id, profile_version, profile, chunk_count, engine,"
+            " requested_at, status, reason, consent_id, profile_version, sealed_profile, chunk_count, engine,"
             " correlation_id, request_event_id)"
             " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)"
             " ON CONFLICT (synthesis_id) DO NOTHING RETURNING 1",
             synthesis_id, voice_id, tenant_id, text, language, purpose, controls, requested_at, status,
-            reason, consent_id, profile_version, profile, chunk_count, engine, correlation_id, request_event_id,
+            reason, consent_id, profile_version, sealed_profile, chunk_count, engine, correlation_id, request_event_id,
         )
         return inserted is not None
 
@@ -359,8 +395,16 @@ class SynthesisRepository:
             "UPDATE syntheses SET status = 'failed', reason = $2 WHERE synthesis_id = $1", synthesis_id, reason
         )
 
-    async def get(self, *, synthesis_id: uuid.UUID) -> asyncpg.Record | None:
-        return await self.pool.fetchrow("SELECT * FROM syntheses WHERE synthesis_id = $1", synthesis_id)
+    async def get(self, *, synthesis_id: uuid.UUID) -> dict[str, Any] | None:
+        """The request's row, its ``profile`` opened (None for a request refused before it had one)."""
+        row = await self.pool.fetchrow("SELECT * FROM syntheses WHERE synthesis_id = $1", synthesis_id)
+        if row is None:
+            return None
+        opened = dict(row)
+        sealed = opened.pop("sealed_profile")
+        opened["profile"] = None if sealed is None else await self.sealer.open(
+            bytes(sealed), context=_synthesis_profile_context(synthesis_id))
+        return opened
 
     async def find_by_watermark(self, *, payload: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow("SELECT * FROM syntheses WHERE watermark_payload = $1", payload)
@@ -368,6 +412,12 @@ class SynthesisRepository:
     async def request_times_since(self, *, tenant_id: str, since: datetime) -> list[datetime]:
         rows = await self.pool.fetch(
             "SELECT requested_at FROM syntheses WHERE tenant_id = $1 AND requested_at >= $2", tenant_id, since
+        )
+        return [row["requested_at"] for row in rows]
+
+    async def voice_request_times_since(self, *, voice_id: str, since: datetime) -> list[datetime]:
+        rows = await self.pool.fetch(
+            "SELECT requested_at FROM syntheses WHERE voice_id = $1 AND requested_at >= $2", voice_id, since
         )
         return [row["requested_at"] for row in rows]
 
@@ -427,6 +477,33 @@ class AuditRepository:
 
 def _entry(row: asyncpg.Record) -> AuditEntry:
     return AuditEntry(row["sequence"], row["previous_hash"], row["record_hash"], row["record"])
+
+
+class CustodyRepository:
+    """What `voxflow verify` looks up about one output: its synthesis and the audit entries of its completion."""
+
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    async def synthesis(self, *, watermark_payload: str | None, synthesis_id: uuid.UUID | None) -> asyncpg.Record | None:
+        """The synthesis with this payload, else the one with this id (the manifest's, when no mark was read)."""
+        return await self.pool.fetchrow(
+            "SELECT synthesis_id, tenant_id, voice_id, consent_id, purpose, language, status, requested_at,"
+            " watermark_payload FROM syntheses WHERE watermark_payload = $1 OR synthesis_id = $2"
+            " ORDER BY (watermark_payload = $1) DESC NULLS LAST LIMIT 1", watermark_payload, synthesis_id,
+        )
+
+    async def completion_entry(self, *, synthesis_id: uuid.UUID) -> AuditEntry | None:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM audit_log WHERE record->>'action' = 'synthesis.completed'"
+            " AND record->'detail'->>'synthesis_id' = $1 ORDER BY sequence LIMIT 1", str(synthesis_id),
+        )
+        return None if row is None else _entry(row)
+
+    async def entries_between(self, *, first: int, last: int) -> list[AuditEntry]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM audit_log WHERE sequence BETWEEN $1 AND $2 ORDER BY sequence", first, last)
+        return [_entry(row) for row in rows]
 
 
 class AuditCheckpointRepository:
@@ -499,6 +576,113 @@ def _tenant_key(row: asyncpg.Record) -> TenantKey:
     return TenantKey(row["key_id"], row["tenant_id"], bytes(row["public_key"]), row["added_at"], row["revoked_at"])
 
 
+BlockSubject = Literal["tenant", "voice"]
+
+
+@dataclass(frozen=True)
+class Block:
+    """An operator's block on a tenant or a voice; in force while ``lifted_at`` is None."""
+
+    block_id: int
+    subject_kind: BlockSubject
+    subject_id: str
+    reason: str
+    blocked_by: str
+    blocked_at: datetime
+    lifted_at: datetime | None
+    lifted_by: str | None
+
+
+class BlockRepository:
+    """Blocks on tenants and voices; lifted ones stay as history."""
+
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    async def block(self, *, subject_kind: BlockSubject, subject_id: str, reason: str,
+                    blocked_by: str) -> tuple[Block, bool]:
+        """The block in force on the subject, and whether this call placed it (False: one already stood, unchanged)."""
+        placed = await self.pool.fetchrow(
+            "INSERT INTO blocks (subject_kind, subject_id, reason, blocked_by) VALUES ($1,$2,$3,$4)"
+            " ON CONFLICT (subject_kind, subject_id) WHERE lifted_at IS NULL DO NOTHING RETURNING *",
+            subject_kind, subject_id, reason, blocked_by,
+        )
+        if placed is not None:
+            return _block(placed), True
+        standing = await self.pool.fetchrow(
+            "SELECT * FROM blocks WHERE subject_kind = $1 AND subject_id = $2 AND lifted_at IS NULL",
+            subject_kind, subject_id,
+        )
+        return _block(standing), False
+
+    async def lift(self, *, subject_kind: BlockSubject, subject_id: str, lifted_by: str) -> Block | None:
+        """Lift the block in force on the subject; None when there was none."""
+        row = await self.pool.fetchrow(
+            "UPDATE blocks SET lifted_at = now(), lifted_by = $3"
+            " WHERE subject_kind = $1 AND subject_id = $2 AND lifted_at IS NULL RETURNING *",
+            subject_kind, subject_id, lifted_by,
+        )
+        return None if row is None else _block(row)
+
+    async def in_force(self) -> list[Block]:
+        rows = await self.pool.fetch("SELECT * FROM blocks WHERE lifted_at IS NULL ORDER BY blocked_at")
+        return [_block(row) for row in rows]
+
+    async def history(self) -> list[Block]:
+        """Every block, lifted ones included, oldest first."""
+        return [_block(row) for row in await self.pool.fetch("SELECT * FROM blocks ORDER BY blocked_at, block_id")]
+
+
+def _block(row: asyncpg.Record) -> Block:
+    return Block(**dict(row))
+
+
+class VoiceErased(InfraError):
+    """The voice was erased: its id can never be used again."""
+
+
+class ErasureRepository:
+    """What erasing a voice removes from Postgres, in one transaction, and the report it leaves."""
+
+    # children first: syntheses take their chunks with them
+    _TABLES = ("syntheses", "adaptation_jobs", "voice_profiles", "consents", "samples")
+
+    def __init__(self, pool: asyncpg.Pool | asyncpg.Connection):
+        self.pool = pool
+
+    async def owner_public_keys(self, *, voice_id: str) -> list[bytes]:
+        rows = await self.pool.fetch("SELECT DISTINCT owner_public_key FROM consents WHERE voice_id = $1", voice_id)
+        return [bytes(row["owner_public_key"]) for row in rows]
+
+    async def report(self, *, erasure_id: uuid.UUID) -> dict[str, Any] | None:
+        """The report of an erasure already done, so a replayed request gets the same answer."""
+        return await self.pool.fetchval("SELECT report FROM erasures WHERE erasure_id = $1", erasure_id)
+
+    async def mark_erased(self, *, voice_id: str) -> None:
+        """From now on the voice id takes no uploads, consents, adaptations or syntheses."""
+        await self.pool.execute("UPDATE voices SET erased_at = coalesce(erased_at, now()) WHERE voice_id = $1",
+                                voice_id)
+
+    async def erase_rows(self, *, voice_id: str) -> dict[str, int]:
+        """Delete every row about the voice except the voice's own (it keeps the id from coming back)."""
+        deleted = {}
+        async with _transaction(self.pool) as connection:
+            for table in self._TABLES:
+                status = await connection.execute(f"DELETE FROM {table} WHERE voice_id = $1", voice_id)
+                deleted[table] = int(status.split()[-1])
+        return deleted
+
+    async def audit_records_naming(self, *, voice_id: str) -> int:
+        return await self.pool.fetchval("SELECT count(*) FROM audit_log WHERE record->>'voice_id' = $1", voice_id)
+
+    async def record(self, *, erasure_id: uuid.UUID, voice_id: str, tenant_id: str, requested_by: str,
+                     reason: str | None, report: dict[str, Any]) -> None:
+        await self.pool.execute(
+            "INSERT INTO erasures (erasure_id, voice_id, tenant_id, requested_by, reason, report)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (erasure_id) DO NOTHING",
+            erasure_id, voice_id, tenant_id, requested_by, reason, report)
+
+
 class InboxRepository:
     """Remembers handled events per consumer, so redelivered events are skipped."""
 
@@ -530,16 +714,19 @@ class Repositories:
     inbox: InboxRepository
     tenant_keys: TenantKeyRepository
     checkpoints: AuditCheckpointRepository
+    blocks: BlockRepository
+    erasures: ErasureRepository
     executor: asyncpg.Pool | asyncpg.Connection  # what the repositories above run their SQL on
 
     @classmethod
-    def over(cls, executor: asyncpg.Pool | asyncpg.Connection, *, audit_key: bytes) -> "Repositories":
+    def over(cls, executor: asyncpg.Pool | asyncpg.Connection, *, audit_key: bytes,
+             sealer: ProfileSealer) -> "Repositories":
         """Repositories on a pool, or on one connection (a connection has the same query methods)."""
         return cls(
             VoiceRepository(executor), SampleRepository(executor), ConsentRepository(executor),
-            ProfileRepository(executor), AdaptationJobRepository(executor), SynthesisRepository(executor),
+            ProfileRepository(executor, sealer), AdaptationJobRepository(executor), SynthesisRepository(executor, sealer),
             AnomalyRepository(executor), AuditRepository(executor, audit_key), InboxRepository(executor), TenantKeyRepository(executor),
-            AuditCheckpointRepository(executor), executor,
+            AuditCheckpointRepository(executor), BlockRepository(executor), ErasureRepository(executor), executor,
         )
 
     @asynccontextmanager
@@ -547,4 +734,5 @@ class Repositories:
         """A unit of work: repositories on one connection whose writes commit together, or not at all
         when the block raises (inside another unit of work: a savepoint)."""
         async with _transaction(self.executor) as connection:
-            yield self if connection is self.executor else Repositories.over(connection, audit_key=self.audit.key)
+            yield self if connection is self.executor else Repositories.over(
+                connection, audit_key=self.audit.key, sealer=self.profiles.sealer)

@@ -10,6 +10,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processors.constants import REFINEMENT_STEPS
+from processors.trust.spoken_phrase import DEFAULT_OPERATOR_NAME, DEFAULT_PHRASE_TEMPLATE, consent_phrase
+from processors.trust.text_policy import (DEFAULT_DENY_PATTERNS, DenyPattern, InvalidDenyPatternError,
+                                          deny_patterns_from_json)
 
 EMBEDDED_BROKER_PORT = 19092
 EMBEDDED_POSTGRES_PORT = 15432
@@ -64,14 +67,35 @@ class Settings(BaseSettings):
     worker_key_hex: str | None = Field(
         default=None, description="Ed25519 seed (32 bytes, hex) every worker signs its events with; the same on every "
                                   "worker of a deployment; generated under data_dir if unset")
+    master_keys_dir: Path | None = Field(
+        default=None, description="the master keys that wrap every voice's data key (one hex file each, `active` "
+                                  "names the current one; `voxflow keys rotate` adds one); default data_dir/master-keys")
     tenant_keys_dir: Path | None = Field(
         default=None, description="where this machine keeps the signing keys of the tenants it produces events for "
                                   "(default data_dir/tenants)")
     synthesis_rate_limit: int = Field(default=30, ge=1, description="synthesis requests per tenant per window")
     synthesis_rate_window_s: float = Field(default=60.0, gt=0)
+    voice_synthesis_rate_limit: int = Field(default=20, ge=1, description="synthesis requests per voice per window")
+    voice_synthesis_rate_window_s: float = Field(default=60.0, gt=0)
+    text_deny_patterns: list[DenyPattern] | None = Field(
+        default=None, description='named patterns a synthesis text may not match, JSON [{"name": …, "regex": …}]; '
+                                  "unset: the shipped defaults (one-time codes, officials asking for money or "
+                                  "credentials); []: none")
+    text_deny_patterns_file: Path | None = Field(
+        default=None, description="a JSON file of such patterns, used instead of text_deny_patterns")
     consent_failure_limit: int = Field(default=3, ge=1, description="consent rejections per voice per window")
     require_spoken_consent: bool = Field(
-        default=False, description="consent must carry a recording of the owner speaking the statement")
+        default=True, description="a consent must carry a recording of the owner speaking the consent phrase; "
+                                  "false is for development only (the worker warns at start)")
+    operator_name: str = Field(
+        default=DEFAULT_OPERATOR_NAME, min_length=1,
+        description="who runs this deployment: the operator the owner's spoken consent phrase allows")
+    spoken_consent_phrase_template: str = Field(
+        default=DEFAULT_PHRASE_TEMPLATE, description="the statement the owner signs and speaks; {operator} is "
+                                                     "replaced by operator_name")
+    spoken_consent_language: str = Field(
+        default="en", description="the phrase's language: English is checked on Whisper's words, any other on "
+                                  "hama's phonemes")
     transient_retry_s: float = Field(
         default=120.0, gt=0, description="how long a stage retries a message while Postgres, the object store or the "
                                          "broker is unavailable, before dead-lettering it (and failing its request)")
@@ -95,6 +119,26 @@ class Settings(BaseSettings):
 
     def tenant_key_directory(self) -> Path:
         return self.tenant_keys_dir or self.data_dir / "tenants"
+
+    def master_key_directory(self) -> Path:
+        return self.master_keys_dir or self.data_dir / "master-keys"
+
+    def deny_patterns(self) -> list[DenyPattern]:
+        """The deny patterns synthesis texts are checked against: the file's, the setting's, or the defaults."""
+        if self.text_deny_patterns_file is not None:
+            try:
+                document = self.text_deny_patterns_file.read_text()
+            except OSError as error:
+                raise InvalidDenyPatternError(f"cannot read deny patterns from {self.text_deny_patterns_file}: "
+                                              f"{error}") from error
+            return deny_patterns_from_json(document)
+        if self.text_deny_patterns is not None:
+            return list(self.text_deny_patterns)
+        return list(DEFAULT_DENY_PATTERNS)
+
+    def spoken_consent_phrase(self) -> str:
+        """The phrase a statement must be (and its recording must say); ``InvalidConsentError`` for a bad template."""
+        return consent_phrase(self.spoken_consent_phrase_template, self.operator_name)
 
     def audit_key(self) -> bytes:
         """HMAC key of the audit chain: without it, whoever can write the database cannot rewrite the log."""

@@ -117,20 +117,51 @@ class ConsentRevoked(Event):
     signature: str = Field(description="Ed25519 signature over the canonical revocation, base64")
 
 
+class SpokenStatementScores(BaseModel):
+    """How the owner's recording of the consent statement scored: its words and its speaker."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    phrase_match: float = Field(ge=0.0, le=1.0, description="1 - error rate against the required phrase; 1 is exact")
+    phrase_method: Literal["whisper_words", "hama_phonemes"] = Field(
+        description="whisper_words: Whisper tiny.en's words (English); hama_phonemes: hama's phonemes (other languages)")
+    phrase_min_match: float = Field(description="the least phrase_match accepted by this method")
+    operator: str = Field(description="the operator the phrase names")
+    operator_match: float = Field(
+        ge=0.0, le=1.0, description="how closely the operator's name appears in what was heard (letters or phonemes)")
+    operator_min_match: float
+    heard: str = Field(description="what the recogniser heard: Whisper's words or hama's IPA")
+    speaker_similarity: float | None = Field(
+        default=None, description="Resemblyzer cosine to the voice's samples; None until they are known")
+    speaker_min_similarity: float
+    speaker_check: str = Field(description="when and against what the speaker was (or will be) compared")
+
+
 class ConsentVerified(Event):
+    """(v2) `spoken_statement` says how the statement recording scored; None when the consent carried none."""
+
     type: Literal["consent.verified"] = "consent.verified"
+    latest_schema_version: ClassVar[int] = 2  # v2 added spoken_statement; v1 events still parse (it defaults to None)
+    schema_version: int = 2
     consent_id: uuid.UUID
     owner_id: str
     purposes: list[str]
     languages: list[str]
     expires_at: AwareDatetime
     max_uses: int | None = None
+    spoken_statement: SpokenStatementScores | None = None
 
 
 class ConsentRejected(Event):
+    """`reasons` name each failed check (for a statement recording: the score against its threshold); (v2)
+    `spoken_statement` holds the recording's scores when it got as far as being scored."""
+
     type: Literal["consent.rejected"] = "consent.rejected"
+    latest_schema_version: ClassVar[int] = 2  # v2 added spoken_statement; v1 events still parse (it defaults to None)
+    schema_version: int = 2
     consent_id: uuid.UUID
     reasons: list[str]
+    spoken_statement: SpokenStatementScores | None = None
 
 
 class ConsentRevocationApplied(Event):
@@ -366,12 +397,29 @@ class ContentCredentials(BaseModel):
     consent_id: str | None = None
 
 
+class SyntheticSpeechScore(BaseModel):
+    """How likely the audio is synthetic speech by an anti-spoofing model (AASIST, trained on ASVspoof 2019).
+
+    Its blind spot: it does not catch WORLD resynthesis of real speech, and it scores real speech through
+    a codec it never saw (telephony, Vorbis) high too, so a low score never proves speech human and a high
+    one alone does not prove it synthetic. The watermark and content credentials are what identify voxflow's
+    own output.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    probability: float = Field(ge=0.0, le=1.0, description="0: surely real, 1: surely synthetic")
+    model: str
+
+
 class WatermarkDetected(Event):
-    """Whether a file carries voxflow's watermark, which synthesis it names, and (v2) its content credentials."""
+    """Whether a file carries voxflow's watermark, which synthesis it names, (v2) its content credentials and
+    (v3) its synthetic-speech score."""
 
     type: Literal["watermark.detection_result"] = "watermark.detection_result"
-    latest_schema_version: ClassVar[int] = 2  # v2 added content_credentials
-    schema_version: int = 2
+    # v2 added content_credentials, v3 synthetic_speech; older events still parse (the fields default to None)
+    latest_schema_version: ClassVar[int] = 3
+    schema_version: int = 3
     detection_id: uuid.UUID
     detected: bool
     confidence: float
@@ -379,18 +427,22 @@ class WatermarkDetected(Event):
     synthesis_id: uuid.UUID | None = None
     reason: str | None = None
     content_credentials: ContentCredentials | None = None
+    synthetic_speech: SyntheticSpeechScore | None = Field(
+        default=None, description="AASIST's synthetic-speech score; None when the audio could not be scored "
+        "(too short, silent, or the model is not installed). Blind spot: WORLD resynthesis of real speech.")
 
 
 # --- operations ------------------------------------------------------------------------------
 
 class AnomalyDetected(Event):
     """Something a stage blocked or alerts about; v2 added the kind ``cross_tenant_voice`` (a new voice that
-    sounds like another tenant's, held for review)."""
+    sounds like another tenant's, held for review), v3 ``denied_text`` (a synthesis text matched a deny
+    pattern). ``rate_exceeded``'s detail names the window that tripped (per-tenant or per-voice)."""
 
     type: Literal["anomaly.detected"] = "anomaly.detected"
-    latest_schema_version: ClassVar[int] = 2
-    schema_version: int = 2
-    kind: Literal["rate_exceeded", "protected_voice", "consent_failures", "cross_tenant_voice"]
+    latest_schema_version: ClassVar[int] = 3  # v3 added the kind denied_text; v1 and v2 events still parse
+    schema_version: int = 3
+    kind: Literal["rate_exceeded", "protected_voice", "consent_failures", "cross_tenant_voice", "denied_text"]
     severity: Literal["info", "warning", "critical"]
     detail: str
     action: Literal["alert", "blocked"]
@@ -424,6 +476,57 @@ class AuditCheckpointed(Event):
     signature: str = Field(max_length=128)
 
 
+# --- erasure ----------------------------------------------------------------------------------
+
+class ErasureRequested(Event):
+    """Erase a voice: its objects, samples, profiles, consents and syntheses go, its data key is destroyed
+    (anything missed — a backup, a straggling chunk — can no longer be read) and the voice id is never
+    usable again.
+
+    ``requested_by`` "owner": ``owner_signature`` (base64) is the voice owner's Ed25519 signature, with the
+    key of one of the voice's consents, over the canonical erasure (processors/trust/erasure.py).
+    "operator": ``reason`` is required, and only a voxflow worker key may sign the message
+    (`voxflow voice erase`).
+    """
+
+    type: Literal["erasure.requested"] = "erasure.requested"
+    erasure_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    requested_by: Literal["owner", "operator"]
+    requested_at: AwareDatetime
+    owner_signature: str | None = Field(default=None, max_length=128)
+    reason: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _says_who_and_why(self):
+        if self.requested_by == "owner" and not self.owner_signature:
+            raise ValueError("an owner's erasure needs owner_signature")
+        if self.requested_by == "operator" and not (self.reason or "").strip():
+            raise ValueError("an operator's erasure needs a reason")
+        return self
+
+
+class ErasureReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    objects_deleted: dict[str, int] = Field(description="deleted objects per area (uploads, samples, …)")
+    rows_deleted: dict[str, int] = Field(description="deleted Postgres rows per table")
+    data_key_destroyed: bool = Field(description="the voice's data key is gone: copies of its objects cannot be read")
+    audit_records_kept: int = Field(description="audit records that name the voice; they hold ids and hashes only")
+
+
+class ErasureCompleted(Event):
+    type: Literal["erasure.completed"] = "erasure.completed"
+    erasure_id: uuid.UUID
+    requested_by: Literal["owner", "operator"]
+    report: ErasureReport
+
+
+class ErasureFailed(Event):
+    type: Literal["erasure.failed"] = "erasure.failed"
+    erasure_id: uuid.UUID
+    reason: str
+
+
 class DeadLettered(Event):
     """A message no stage could handle: where it was, why, and its payload (cut at 64,000 characters) with its hash.
 
@@ -448,5 +551,5 @@ class DeadLettered(Event):
 # What upstream apps produce, signed by their tenant's key; every other type only a worker may sign.
 UPSTREAM_EVENTS: frozenset[type[Event]] = frozenset({
     SampleUploaded, ConsentGranted, ConsentRevoked, AdaptationRequested, SynthesisRequested,
-    WatermarkDetectionRequested,
+    WatermarkDetectionRequested, ErasureRequested,
 })

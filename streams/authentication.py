@@ -16,7 +16,7 @@ from infra.repositories import TenantKey
 from processors.errors import EventSignatureError
 from processors.trust.signing import key_id_of, message_signature, verify_message
 from schemas.envelope import Event
-from schemas.events import UPSTREAM_EVENTS
+from schemas.events import UPSTREAM_EVENTS, ErasureRequested
 from streams.errors import Unauthenticated
 
 # A revoked tenant key stops working within this long on every worker.
@@ -59,6 +59,9 @@ class ProducerAuthenticator:
         if type(event) not in UPSTREAM_EVENTS:
             raise Unauthenticated(f"{event.type} may only be sent by a voxflow worker, not by tenant "
                                   f"{tenant_key.tenant_id!r}")
+        if isinstance(event, ErasureRequested) and event.requested_by == "operator":
+            raise Unauthenticated(f"an operator's erasure must be signed by a voxflow worker key, not by tenant "
+                                  f"{tenant_key.tenant_id!r}: a tenant erases with its owner's signature")
 
     async def _tenant_key(self, key_id: str) -> TenantKey | None:
         now = self._clock()

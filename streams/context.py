@@ -14,6 +14,9 @@ from infra.provenance_keys import ProvenanceKeys
 from infra.refiner import StyleFit, SubprocessRefiner
 from infra.repositories import Repositories
 from processors.constants import REFINEMENT_MAX_WER_INCREASE, REFINEMENT_STEPS
+from processors.trust.spoken_phrase import (DEFAULT_OPERATOR_NAME, DEFAULT_PHRASE_TEMPLATE, PhraseThresholds,
+                                            consent_phrase)
+from processors.trust.text_policy import TextPolicy
 from schemas.envelope import Event, utc_now
 
 log = logging.getLogger("voxflow.models")
@@ -23,12 +26,27 @@ log = logging.getLogger("voxflow.models")
 class Limits:
     synthesis_rate_limit: int = 30
     synthesis_rate_window_s: float = 60.0
+    voice_synthesis_rate_limit: int = 20
+    voice_synthesis_rate_window_s: float = 60.0
+    text_policy: TextPolicy = field(default_factory=TextPolicy)  # deny patterns on synthesis text
     consent_failure_limit: int = 3
     consent_failure_window_s: float = 3600.0
     max_upload_bytes: int = 200 * 1024 * 1024
-    require_spoken_consent: bool = False
+    # a new voice needs a recording of its owner speaking the consent phrase (Settings may relax it, loudly)
+    require_spoken_consent: bool = True
     # same speaker measures 0.92-0.96 on Resemblyzer, different speakers 0.44-0.71
     spoken_consent_min_similarity: float = 0.80
+    spoken_consent_operator: str = DEFAULT_OPERATOR_NAME
+    spoken_consent_phrase: str = consent_phrase(DEFAULT_PHRASE_TEMPLATE, DEFAULT_OPERATOR_NAME)
+    spoken_consent_language: str = "en"  # the phrase's language: Whisper checks English words, hama other phonemes
+    # Whisper, whole phrase: read by 5 Kokoro voices 1.00 (espeak-ng 0.82); a lookalike phrase 0.45, real speech
+    # of other words 0.00. The operator's name by letters: 1.00 read right; another operator's phrase 0.43,
+    # chance stretches of other speech up to 0.57.
+    spoken_phrase_words: PhraseThresholds = PhraseThresholds(phrase=0.75, operator=0.75)
+    # hama, whole phrase: Kokoro (en) 0.87-1.00, espeak-ng (de, it, cs) 0.40-0.44; wrong phrases by espeak-ng
+    # 0.09-0.15, real speech of other words (cs, it, en) <= 0.17. The name by phonemes: right 0.57-1.00;
+    # another operator's 0.29 (en), chance stretches up to 0.43 (one espeak-ng cs reading 0.57: a weak check)
+    spoken_phrase_phonemes: PhraseThresholds = PhraseThresholds(phrase=0.35, operator=0.50)
     protected_voice_min_similarity: float = 0.80
     cross_tenant_min_similarity: float = 0.80  # the same speaker's voice under another tenant: held for review
     refinement_steps: int = REFINEMENT_STEPS  # 0: voices stay instant (no style fit)
@@ -134,10 +152,24 @@ class VoiceModels:
         return self._once("transcriber", WhisperTranscriber)
 
     @property
+    def spoken_phrase(self):
+        from processors.scoring.phonemes import PhonemeRecognizer
+        from processors.trust.spoken_phrase import SpokenPhraseScorer
+
+        return self._once("spoken_phrase", lambda: SpokenPhraseScorer(self.transcriber, PhonemeRecognizer()))
+
+    @property
     def scorer(self):
         from processors.scoring.quality import QualityScorer
 
         return self._once("scorer", lambda: QualityScorer(self.encoder, self.transcriber, self.dnsmos))
+
+    @property
+    def synthetic_speech(self):
+        """AASIST: imports torch, so it loads on the first detection request, never in warm_up."""
+        from processors.scoring.authenticity import SyntheticSpeechScorer
+
+        return self._once("synthetic_speech", SyntheticSpeechScorer)
 
     def warm_up(self) -> None:
         for model in (self.encoder, self.engine, self.scorer, self.vad):
@@ -152,6 +184,10 @@ class ProgressPublisher(Protocol):
     async def publish(self, event: Event) -> None: ...
 
 
+class KeyShredder(Protocol):
+    async def destroy(self, scope: str) -> None: ...
+
+
 @dataclass
 class StageContext:
     repos: Repositories
@@ -164,6 +200,8 @@ class StageContext:
     progress: ProgressPublisher | None = None  # progress events go out as they happen, not with the outcome
     # the C2PA identity that signs every completed output; the worker always loads one (handler tests may not)
     provenance: ProvenanceKeys | None = None
+    # the voices' data keys, which erasure destroys; the worker always gives them (handler tests may not)
+    data_keys: KeyShredder | None = None
 
     async def report_progress(self, event: Event) -> None:
         if self.progress is not None:

@@ -8,6 +8,8 @@ runs under one policy:
   and its request is left alone: a forged event must not end someone else's request;
 - already handled (inbox) → skipped;
 - prerequisites missing → parked (the handler re-sends it later), not acknowledged as done;
+- its tenant or voice blocked (``streams.blocks``) → its request's refusal instead of the handler,
+  audited as "blocked";
 - database, object store or broker unavailable → the whole step retried with capped backoff for
   ``transient_retry_s``, then dead-lettered; a stage can only move on once its dead letter is sent,
   so an outage too long even for that holds the partition instead of losing the message;
@@ -35,6 +37,7 @@ from schemas import parse_event
 from schemas.envelope import Event
 from schemas.errors import SchemaError
 from schemas.events import AuditRecorded, DeadLettered
+from streams.blocks import BlockGate, block_audit_detail, refusal_of
 from streams.context import StageContext
 from streams.errors import Unauthenticated, WaitingForPrerequisites
 from streams.metrics import WorkerMetrics
@@ -93,10 +96,12 @@ class _GaveUp(Exception):
 
 class StageProcessor:
     def __init__(self, context: StageContext, publisher: Publisher, authenticator: Authenticator, *,
-                 policy: RetryPolicy = RetryPolicy(), metrics: WorkerMetrics | None = None):
+                 policy: RetryPolicy = RetryPolicy(), metrics: WorkerMetrics | None = None,
+                 blocks: BlockGate | None = None):
         self.context = context
         self.publisher = publisher
         self.authenticator = authenticator
+        self.blocks = blocks  # None: no block is consulted (tests of the other fates)
         self.policy = policy
         self.metrics = metrics if metrics is not None else WorkerMetrics()
 
@@ -147,7 +152,7 @@ class StageProcessor:
             log.info("%s: %s %s already handled, skipped", location, event.type, event.event_id)
             return
         try:
-            outcomes = await handler(event, self.context)
+            outcomes = await self._outcomes(stage, handler, event)
         except WaitingForPrerequisites as waiting:
             log.info("%s: %s %s parked: %s", location, event.type, event.event_id, waiting)
             await self._publish_audit(stage.name, event, "waiting", {"reason": str(waiting)})
@@ -156,6 +161,14 @@ class StageProcessor:
         await inbox.mark_processed(consumer=stage.name, event_id=event.event_id)
         log.info("%s: %s %s → %s", location, event.type, event.event_id,
                  ", ".join(o.type for o in outcomes) or "nothing")
+
+    async def _outcomes(self, stage: Stage, handler: Handler, event: Event) -> list[Event]:
+        """The handler's outcomes, or the request's refusal when its tenant or voice is blocked."""
+        block = None if self.blocks is None else await self.blocks.block_on(event)
+        if block is None:
+            return await handler(event, self.context)
+        await self._publish_audit(stage.name, event, "blocked", block_audit_detail(block))
+        return await refusal_of(event, self.context, block)
 
     async def _retrying(self, location: MessageLocation, what: str, step: Callable[[], Awaitable[T]],
                         *, forever: bool = False) -> T:

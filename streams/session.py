@@ -8,12 +8,14 @@ from typing import AsyncIterator
 
 import asyncpg
 
+from infra.data_keys import data_keys_for
 from infra.db import apply_migrations, create_pool
+from infra.encrypted_store import EncryptedObjectStore
 from infra.kafka import KafkaProducer, ensure_topics
 from infra.objectstore import ObjectStore, open_object_store
 from infra.settings import Settings
-from infra.signing_keys import TenantKeyFiles
-from streams.publisher import EventPublisher, signed_by_tenant
+from infra.signing_keys import TenantKeyFiles, worker_signer
+from streams.publisher import EventPublisher, signed_by, signed_by_tenant
 from streams.topics import ALL_TOPICS
 
 
@@ -26,11 +28,30 @@ class ClientSession:
 @contextlib.asynccontextmanager
 async def client_session(settings: Settings, *, with_store: bool = True) -> AsyncIterator[ClientSession]:
     """An upstream app's session: each event it publishes is signed by its tenant's key under
-    ``settings.tenant_key_directory()`` (``TenantKeyMissing`` names the command that makes one)."""
-    store = await open_object_store(settings) if with_store else None
+    ``settings.tenant_key_directory()`` (``TenantKeyMissing`` names the command that makes one); its store
+    seals what it puts (an app without the keys may put plaintext uploads: ingest seals them)."""
     signer_for = signed_by_tenant(TenantKeyFiles(settings.tenant_key_directory()))
-    async with KafkaProducer(settings.kafka_bootstrap) as producer:
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(sealed_store(settings)) if with_store else None
+        producer = await stack.enter_async_context(KafkaProducer(settings.kafka_bootstrap))
         yield ClientSession(EventPublisher(producer, signer_for), store)
+
+
+@contextlib.asynccontextmanager
+async def operator_publisher(settings: Settings) -> AsyncIterator[EventPublisher]:
+    """Publishes signed by the worker key: what only the deployment's operator may send (an erasure with a reason)."""
+    async with KafkaProducer(settings.kafka_bootstrap) as producer:
+        yield EventPublisher(producer, signed_by(worker_signer(settings)))
+
+
+@contextlib.asynccontextmanager
+async def sealed_store(settings: Settings) -> AsyncIterator[ObjectStore]:
+    """The object store as the operator's tools see it: objects sealed and opened with the deployment's keys
+    (the master keys under ``settings.master_key_directory()``, the wrapped data keys in Postgres)."""
+    async with database(settings) as pool:
+        data_keys = data_keys_for(settings, pool)
+        await data_keys.check_keyring()
+        yield EncryptedObjectStore(await open_object_store(settings), data_keys)
 
 
 @contextlib.asynccontextmanager

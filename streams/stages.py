@@ -11,6 +11,7 @@ from streams import topics
 from streams.context import StageContext
 from streams.handlers.adaptation import adapt_voice, fail_adaptation
 from streams.handlers.consent import grant_consent, revoke_consent
+from streams.handlers.erasure import erase_voice
 from streams.handlers.ingest import ingest_sample
 from streams.handlers.refinement import fail_refinement, refine_voice
 from streams.handlers.records import append_audit_record, record_anomaly, record_checkpoint
@@ -46,6 +47,7 @@ STAGES: tuple[Stage, ...] = (
         events.SynthesisProduced: release_output,
         events.WatermarkDetectionRequested: detect_output,
     }, {events.SynthesisProduced: fail_synthesis}),
+    Stage("erasure", topics.ERASURE, {events.ErasureRequested: erase_voice}),
     Stage("audit", topics.AUDIT, {events.AuditRecorded: append_audit_record,
                                   events.AuditCheckpointed: record_checkpoint}),
     Stage("anomaly", topics.ANOMALIES, {events.AnomalyDetected: record_anomaly}),
@@ -65,6 +67,8 @@ AUDITED_DECISIONS: dict[type[Event], str] = {
     events.SynthesisCompleted: "completed",
     events.SynthesisFailed: "failed",
     events.WatermarkDetected: "completed",
+    events.ErasureCompleted: "completed",
+    events.ErasureFailed: "failed",
     events.DeadLettered: "rejected",
 }
 

@@ -11,12 +11,14 @@ ADAPTATION = "voxflow.adaptation"
 REFINEMENT = "voxflow.refinement"
 SYNTHESIS = "voxflow.synthesis"
 WATERMARK = "voxflow.watermark"
+ERASURE = "voxflow.erasure"
 RESULTS = "voxflow.results"
 ANOMALIES = "voxflow.anomalies"
 AUDIT = "voxflow.audit"
 DEAD_LETTER = "voxflow.deadletter"
 
-ALL_TOPICS = (INGEST, CONSENT, ADAPTATION, REFINEMENT, SYNTHESIS, WATERMARK, RESULTS, ANOMALIES, AUDIT, DEAD_LETTER)
+ALL_TOPICS = (INGEST, CONSENT, ADAPTATION, REFINEMENT, SYNTHESIS, WATERMARK, ERASURE, RESULTS, ANOMALIES, AUDIT,
+              DEAD_LETTER)
 
 TOPIC_OF: dict[type[Event], str] = {
     events.SampleUploaded: INGEST,
@@ -28,6 +30,7 @@ TOPIC_OF: dict[type[Event], str] = {
     events.SynthesisChunkRequested: SYNTHESIS,
     events.SynthesisProduced: WATERMARK,
     events.WatermarkDetectionRequested: WATERMARK,
+    events.ErasureRequested: ERASURE,
     events.SampleAccepted: RESULTS,
     events.SampleRejected: RESULTS,
     events.ConsentVerified: RESULTS,
@@ -40,6 +43,8 @@ TOPIC_OF: dict[type[Event], str] = {
     events.SynthesisCompleted: RESULTS,
     events.SynthesisFailed: RESULTS,
     events.WatermarkDetected: RESULTS,
+    events.ErasureCompleted: RESULTS,
+    events.ErasureFailed: RESULTS,
     events.AnomalyDetected: ANOMALIES,
     events.AuditRecorded: AUDIT,
     events.AuditCheckpointed: AUDIT,

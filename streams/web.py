@@ -1,4 +1,5 @@
-"""The worker's web server: ``GET /metrics`` (Prometheus text) and ``GET /health`` (broker, Postgres, S3)."""
+"""The worker's web server: ``GET /metrics`` (Prometheus text), ``GET /health`` (broker, Postgres, S3) and
+``GET /v1/syntheses/{id}/audio`` (a tenant's finished output, for a request signed by its key: streams/delivery.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from infra.db import check_database
+from streams.delivery import DeliveryRefused, OutputDelivery
 from streams.metrics import WorkerMetrics
 
 log = logging.getLogger("voxflow.web")
@@ -50,6 +52,7 @@ async def _reason_failed(check: HealthCheck, timeout_s: float) -> str | None:
 
 
 def create_web_app(metrics: WorkerMetrics, checks: Mapping[str, HealthCheck], *,
+                   delivery: OutputDelivery | None = None,
                    timeout_s: float = HEALTH_CHECK_TIMEOUT_S) -> web.Application:
     async def serve_metrics(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -60,9 +63,20 @@ def create_web_app(metrics: WorkerMetrics, checks: Mapping[str, HealthCheck], *,
             log.warning("health check failing: %s", report)
         return web.json_response(report, status=200 if healthy else 503)
 
+    async def serve_synthesis_audio(request: web.Request) -> web.Response:
+        synthesis_id = request.match_info["synthesis_id"]
+        try:
+            audio = await delivery.synthesis_audio(synthesis_id, request.path, request.headers)
+        except DeliveryRefused as refusal:
+            log.info("refused output %s: %s", synthesis_id, refusal)
+            return web.json_response({"error": str(refusal)}, status=refusal.status)
+        return web.Response(body=audio, content_type="audio/wav")
+
     app = web.Application()
     app.router.add_get("/metrics", serve_metrics)
     app.router.add_get("/health", serve_health)
+    if delivery is not None:
+        app.router.add_get("/v1/syntheses/{synthesis_id}/audio", serve_synthesis_audio)
     return app
 
 

@@ -11,15 +11,20 @@ from faust.exceptions import ConsumerNotStarted
 
 from infra.db import apply_migrations, create_pool
 from infra.kafka import KafkaProducer, ensure_topics
+from infra.data_keys import SealedDocuments, data_keys_for
+from infra.encrypted_store import EncryptedObjectStore
 from infra.objectstore import open_object_store
 from infra.provenance_keys import load_provenance_keys
 from infra.repositories import Repositories
 from infra.settings import Settings
 from infra.signing_keys import worker_signer
+from processors.trust.text_policy import TextPolicy
 from streams.authentication import ProducerAuthenticator
+from streams.blocks import BlockGate
 from streams.checkpoints import AuditCheckpointer
 from streams.context import Limits, StageContext, VoiceModels
 from streams.deadlines import RequestDeadlines
+from streams.delivery import OutputDelivery
 from streams.metrics import CountingPublisher, WorkerMetrics
 from streams.offsets import reset_lost_offsets_on_assignment
 from streams.periodic import run_every
@@ -34,12 +39,16 @@ log = logging.getLogger("voxflow.worker")
 
 
 def create_faust_app(settings: Settings, processor: StageProcessor) -> faust.App:
+    faust_directory = settings.data_dir / "faust"
+    faust_directory.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.consumer_group,
         broker=f"{settings.faust_transport}://{settings.kafka_bootstrap}",
         key_serializer="raw",
         value_serializer="raw",
         store="memory://",
+        # Faust makes an empty "<id>-data" folder in the working directory unless told where.
+        datadir=str(faust_directory / settings.consumer_group),
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         topic_disable_leader=True,
@@ -97,36 +106,49 @@ class VoxflowWorker:
 
     async def __aenter__(self) -> "VoxflowWorker":
         settings = self.settings
+        text_policy = TextPolicy(settings.deny_patterns())  # a bad pattern stops the worker before it opens anything
         await ensure_topics(settings.kafka_bootstrap, ALL_TOPICS, partitions=settings.topic_partitions,
                             replication=settings.topic_replication)
         self._pool = await create_pool(settings.postgres_dsn, max_size=8)
         await apply_migrations(self._pool)
         self._producer = KafkaProducer(settings.kafka_bootstrap)
         await self._producer.start()
-        store = await open_object_store(settings)
+        data_keys = data_keys_for(settings, self._pool)
+        await data_keys.check_keyring()
+        store = EncryptedObjectStore(await open_object_store(settings), data_keys)
         signer = worker_signer(settings)
         publisher = EventPublisher(self._producer, signed_by(signer))
-        if settings.web_enabled:
-            await self._start_web(store)
         context = StageContext(
-            repos=Repositories.over(self._pool, audit_key=settings.audit_key()),
+            repos=Repositories.over(self._pool, audit_key=settings.audit_key(), sealer=SealedDocuments(data_keys)),
             store=store,
             watermark_key=settings.watermark_key(),
             models=VoiceModels(settings.engine, settings.base_voice, settings.piper_voice, settings.kokoro_threads),
             limits=Limits(synthesis_rate_limit=settings.synthesis_rate_limit,
                           synthesis_rate_window_s=settings.synthesis_rate_window_s,
+                          voice_synthesis_rate_limit=settings.voice_synthesis_rate_limit,
+                          voice_synthesis_rate_window_s=settings.voice_synthesis_rate_window_s,
+                          text_policy=text_policy,
                           consent_failure_limit=settings.consent_failure_limit,
                           require_spoken_consent=settings.require_spoken_consent,
+                          spoken_consent_operator=settings.operator_name,
+                          spoken_consent_phrase=settings.spoken_consent_phrase(),
+                          spoken_consent_language=settings.spoken_consent_language,
                           refinement_steps=settings.refinement_steps),
             progress=CountingPublisher(publisher, self.metrics),
             provenance=load_provenance_keys(settings),
+            data_keys=data_keys,
         )
+        if not settings.require_spoken_consent:
+            log.warning("VOXFLOW_REQUIRE_SPOKEN_CONSENT is off: new voices are built without a recording of their "
+                        "owner speaking the consent phrase; for development only")
+        if settings.web_enabled:
+            await self._start_web(store, OutputDelivery(context.repos.syntheses, context.repos.tenant_keys, store))
         log.info("loading speaker encoder and synthesis engine")
         await asyncio.to_thread(context.models.warm_up)
         authenticator = ProducerAuthenticator(context.repos.tenant_keys, signer.public_key)
         processor = StageProcessor(context, publisher, authenticator,
                                    policy=RetryPolicy(transient_retry_s=settings.transient_retry_s),
-                                   metrics=self.metrics)
+                                   metrics=self.metrics, blocks=BlockGate(context.repos.blocks))
         self._app = create_faust_app(settings, processor)
         await self._app.start()
         running = [stage.name for stage in stages_named(settings.stages)]
@@ -150,9 +172,10 @@ class VoxflowWorker:
         """The port /metrics and /health are served on, once started; None without a web server."""
         return self.web.port if self.web is not None else None
 
-    async def _start_web(self, store) -> None:
+    async def _start_web(self, store, delivery: OutputDelivery) -> None:
         checks = dependency_checks(producer=self._producer, pool=self._pool, store=store)
-        server = WebServer(create_web_app(self.metrics, checks), self.settings.web_host, self.settings.web_port)
+        server = WebServer(create_web_app(self.metrics, checks, delivery=delivery), self.settings.web_host,
+                           self.settings.web_port)
         try:
             await server.start()
         except OSError as error:  # declared fate: the worker runs on without /metrics and /health, said loudly
@@ -160,7 +183,7 @@ class VoxflowWorker:
                       self.settings.web_host, self.settings.web_port, error)
             return
         self.web = server
-        log.info("serving /metrics and /health on %s", server.url)
+        log.info("serving /metrics, /health and output delivery on %s", server.url)
 
     async def __aexit__(self, *exc_info) -> None:
         for task in self._background:

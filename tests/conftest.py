@@ -72,12 +72,15 @@ def stack_settings(embedded_stack, tmp_path_factory) -> Settings:
         consumer_group=f"voxflow-test-{uuid.uuid4().hex[:8]}",
         watermark_key_hex="11" * 32,
         audit_key_hex="22" * 32,
-        synthesis_rate_limit=8,
+        # the modules share one database, so one tenant's window counts every module's requests
+        synthesis_rate_limit=1000,
         synthesis_rate_window_s=60,
         # delivery, consent and audit are the point here, not voices: the fastest engine, no style fits
         # (tests/integration/test_voice_tiers.py runs Kokoro and the refined tier)
         engine="espeak",
         refinement_steps=0,
+        # their consents carry no recording of anyone saying the consent phrase; the spoken-consent tests send one
+        require_spoken_consent=False,
         web_port=0,  # several workers run at once (tests/faults/test_workers.py): each serves /metrics on its own port
     )
     return with_registered_tenants(settings, TENANT, "flooder")

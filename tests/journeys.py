@@ -10,7 +10,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from infra.speech_assets import reference_utterance
 from processors.audio.codec_quality import encode_wav
 from schemas.events import AdaptationRequested, SynthesisRequested
-from streams.client import signed_consent, upload_sample
+from streams.client import upload_sample
+
+from voxflow.envelopes import signed_consent
 
 TENANT = "acme"
 RESULT_TIMEOUT_S = 240

@@ -33,6 +33,27 @@ def rate_exceeded(event_times: Sequence[datetime], *, now: datetime, window_s: f
         raise InvalidAnomalyCheckError(f"event times and now must all be timezone-aware: {error}") from error
 
 
+@dataclass(frozen=True)
+class RateWindow:
+    """At most ``limit`` requests in any ``window_s`` for one subject: a tenant, or one of its voices."""
+
+    scope: Literal["tenant", "voice"]
+    subject_id: str
+    limit: int
+    window_s: float
+
+
+def rate_window_finding(window: RateWindow, request_times: Sequence[datetime], *,
+                        now: datetime) -> AnomalyFinding | None:
+    """A ``rate_exceeded`` finding naming the window when ``request_times`` overflow it; None otherwise."""
+    if not rate_exceeded(request_times, now=now, window_s=window.window_s, limit=window.limit):
+        return None
+    preposition = "from" if window.scope == "tenant" else "for"
+    return AnomalyFinding("rate_exceeded", "warning",
+                          f"per-{window.scope} rate window: more than {window.limit} synthesis requests "
+                          f"{preposition} {window.scope} {window.subject_id!r} in {window.window_s:g} s")
+
+
 def consent_failure_burst(failures_in_window: int, *, limit: int, window_s: float) -> AnomalyFinding | None:
     """Repeated rejected consents for one voice look like someone forging or replaying consent.
 

@@ -14,6 +14,7 @@ everything they publish.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from processors.trust.consent import ED25519_PUBLIC_KEY_BYTES, ED25519_SIGNATURE
 
 KEY_ID_HEADER = "voxflow-key-id"
 SIGNATURE_HEADER = "voxflow-signature"
+TIMESTAMP_HEADER = "voxflow-timestamp"  # HTTP requests only: unix seconds, inside the signed bytes
 KEY_ID_HEX_DIGITS = 16
 
 Headers = list[tuple[str, bytes]]
@@ -53,6 +55,17 @@ class EventSigner:
 
     def headers_for(self, value: bytes) -> Headers:
         return [(KEY_ID_HEADER, self.key_id.encode("ascii")), (SIGNATURE_HEADER, self.private_key.sign(value))]
+
+    def request_headers(self, method: str, path: str, timestamp: int) -> dict[str, str]:
+        """HTTP headers signing a request to a worker (the output delivery endpoint); signature in base64."""
+        signature = self.private_key.sign(request_signing_bytes(method, path, timestamp))
+        return {KEY_ID_HEADER: self.key_id, TIMESTAMP_HEADER: str(timestamp),
+                SIGNATURE_HEADER: base64.b64encode(signature).decode()}
+
+
+def request_signing_bytes(method: str, path: str, timestamp: int) -> bytes:
+    """What a signed HTTP request's signature covers: ``METHOD\nPATH\nTIMESTAMP``."""
+    return f"{method.upper()}\n{path}\n{int(timestamp)}".encode()
 
 
 @dataclass(frozen=True)

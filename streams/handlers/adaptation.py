@@ -89,7 +89,7 @@ async def _build(event: AdaptationRequested, context: StageContext, accepted, co
                                                         "send adaptation.requested again")]
     sample_ids = [row["sample_id"] for row in accepted]
     version = await context.repos.profiles.save(
-        voice_id=event.voice_id, adaptation_id=event.adaptation_id, sample_ids=sample_ids,
+        voice_id=event.voice_id, tenant_id=event.tenant_id, adaptation_id=event.adaptation_id, sample_ids=sample_ids,
         embedding=profile.embedding, profile=profile.to_dict(),
     )
     await context.repos.adaptations.record(

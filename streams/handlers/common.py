@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from infra.repositories import VoiceOwnedByAnotherTenant
+from infra.encrypted_store import INBOX_AREAS
+from infra.repositories import VoiceErased, VoiceOwnedByAnotherTenant
 from schemas.envelope import Event
 from schemas.events import AdaptationRequested, SynthesisFailed
 from streams.context import StageContext
@@ -13,10 +14,10 @@ REVOKED_MID_STREAM = "consent revoked"
 
 
 async def claim_voice(event: Event, context: StageContext) -> str | None:
-    """Register the voice to the event's tenant; returns a rejection reason if another tenant owns it."""
+    """Register the voice to the event's tenant; returns a rejection reason if another tenant owns it or it was erased."""
     try:
         await context.repos.voices.ensure_voice(voice_id=event.voice_id, tenant_id=event.tenant_id)
-    except VoiceOwnedByAnotherTenant as error:
+    except (VoiceOwnedByAnotherTenant, VoiceErased) as error:
         return str(error)
     return None
 
@@ -25,6 +26,13 @@ async def resend_waiting_adaptations(voice_id: str, context: StageContext) -> li
     """Adaptations parked until consent or samples were decided get another look."""
     requests = await context.repos.adaptations.waiting_requests(voice_id=voice_id)
     return [AdaptationRequested.model_validate(request) for request in requests]
+
+
+async def keep_sealed(context: StageContext, key: str, data: bytes) -> None:
+    """An app without voxflow's keys puts plaintext in the inbox areas (uploads, consent statements,
+    detection checks): once a stage has read it, the object is written back sealed."""
+    if key.split("/", 1)[0] in INBOX_AREAS:
+        await context.store.put(key, data)
 
 
 def sample_key(event: Event, sample_id, name: str) -> str:

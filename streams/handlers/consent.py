@@ -1,4 +1,9 @@
-"""Consent: verify the owner's Ed25519 signature and validity window; apply signed revocations."""
+"""Consent: verify the owner's Ed25519 signature, validity window and spoken statement; apply signed revocations.
+
+The statement recording must be the signed one (sha256), clean enough to judge, and say the consent
+phrase (its words or phonemes scored against ``Limits.spoken_consent_phrase``). Its speaker is
+compared with the voice's profile when it has one, else with the samples at adaptation.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,10 @@ import asyncio
 import base64
 import binascii
 import hashlib
+from dataclasses import dataclass, field
 from datetime import timedelta
+
+import numpy as np
 
 from infra.errors import ObjectNotFound
 from infra.repositories import ConsentDecision
@@ -19,6 +27,15 @@ from processors.trust.consent import (
     verify_revocation_signature,
 )
 from processors.errors import ConsentSignatureError, ProcessorError
+from processors.trust.spoken_phrase import (
+    PhraseMatch,
+    PhraseThresholds,
+    is_the_phrase,
+    phrase_mismatch,
+    speaker_mismatch,
+)
+from processors.voice.profile import VoiceProfile
+from processors.voice.speaker import cosine_similarity
 from schemas.envelope import Event
 from schemas.events import (
     AnomalyDetected,
@@ -27,27 +44,16 @@ from schemas.events import (
     ConsentRevocationApplied,
     ConsentRevoked,
     ConsentVerified,
+    SpokenStatementScores,
 )
-from streams.context import StageContext
-from streams.handlers.common import claim_voice, resend_waiting_adaptations
+from streams.context import Limits, StageContext
+from streams.handlers.common import claim_voice, keep_sealed, resend_waiting_adaptations
+from voxflow.envelopes import consent_document
 
 # Producers' clocks drift; a consent issued a little "in the future" is still the owner's.
 _ISSUE_CLOCK_SKEW = timedelta(minutes=5)
-
-
-def consent_document(event: ConsentGranted) -> ConsentDocument:
-    return ConsentDocument(
-        consent_id=str(event.consent_id),
-        voice_id=event.voice_id,
-        owner_id=event.owner_id,
-        purposes=tuple(event.purposes),
-        languages=tuple(event.languages),
-        issued_at=event.issued_at,
-        expires_at=event.expires_at,
-        max_uses=event.max_uses,
-        statement_text=event.statement_text,
-        statement_audio_sha256=event.statement_audio_sha256,
-    )
+# what a result event repeats of the recogniser's output: a consent phrase is one sentence, a long recording is not
+_HEARD_CHARACTERS = 500
 
 
 def _decode_base64(value: str, what: str) -> bytes:
@@ -66,10 +72,10 @@ async def grant_consent(event: ConsentGranted, context: StageContext) -> list[Ev
         return [event.follow_up(ConsentRejected, consent_id=event.consent_id, reasons=[replayed])]
     document = consent_document(event)
     reasons = _signature_problems(event, document) + _validity_problems(event, context)
-    statement_embedding = None
+    statement = StatementCheck()
     if not reasons:
-        statement_problems, statement_embedding = await _spoken_statement(event, context)
-        reasons += statement_problems
+        statement = await _spoken_statement(event, context)
+        reasons += statement.problems
     public_key = _decode_or_empty(event.owner_public_key)
     await context.repos.consents.record_decision(ConsentDecision(
         consent_id=event.consent_id, voice_id=event.voice_id, tenant_id=event.tenant_id,
@@ -77,14 +83,16 @@ async def grant_consent(event: ConsentGranted, context: StageContext) -> list[Ev
         reasons=reasons, purposes=list(event.purposes), languages=list(event.languages),
         issued_at=event.issued_at, expires_at=event.expires_at, max_uses=event.max_uses,
         document=event.model_dump(mode="json"), signature=_decode_or_empty(event.signature),
-        statement_embedding=statement_embedding,
+        statement_embedding=statement.embedding,
     ))
     if reasons:
-        return [event.follow_up(ConsentRejected, consent_id=event.consent_id, reasons=reasons),
+        return [event.follow_up(ConsentRejected, consent_id=event.consent_id, reasons=reasons,
+                                spoken_statement=statement.scores),
                 *await _failure_burst_alert(event, context)]
     verified = event.follow_up(
         ConsentVerified, consent_id=event.consent_id, owner_id=event.owner_id, purposes=list(event.purposes),
         languages=list(event.languages), expires_at=event.expires_at, max_uses=event.max_uses,
+        spoken_statement=statement.scores,
     )
     return [verified, *await resend_waiting_adaptations(event.voice_id, context)]
 
@@ -134,26 +142,75 @@ def _validity_problems(event: ConsentGranted, context: StageContext) -> list[str
     return problems
 
 
-async def _spoken_statement(event: ConsentGranted, context: StageContext):
-    """Check the recording of the owner speaking the statement; its voice is compared at adaptation."""
+@dataclass
+class StatementCheck:
+    """What checking the statement recording found; ``scores`` once the recording could be scored."""
+
+    problems: list[str] = field(default_factory=list)
+    embedding: np.ndarray | None = None
+    scores: SpokenStatementScores | None = None
+
+
+async def _spoken_statement(event: ConsentGranted, context: StageContext) -> StatementCheck:
+    """Check the owner's recording of the consent phrase: the signed text, the bytes, quality, words and speaker."""
     if event.statement_audio_key is None:
         if context.limits.require_spoken_consent:
-            return ["a recording of the owner speaking the consent statement is required"], None
-        return [], None
+            return StatementCheck(["a recording of the owner speaking the consent statement is required"])
+        return StatementCheck()
+    phrase = context.limits.spoken_consent_phrase
+    check = await _statement_recording(event, phrase, context)
+    if not is_the_phrase(event.statement_text, phrase):
+        check.problems.append(f"wrong phrase: the signed statement must be the consent phrase {phrase!r}")
+    return check
+
+
+async def _statement_recording(event: ConsentGranted, phrase: str, context: StageContext) -> StatementCheck:
     try:
         data = await context.store.get(event.statement_audio_key)
     except ObjectNotFound:
-        return [f"no statement recording at {event.statement_audio_key!r}"], None
+        return StatementCheck([f"no statement recording at {event.statement_audio_key!r}"])
     if hashlib.sha256(data).hexdigest() != event.statement_audio_sha256:
-        return ["the statement recording is not the one the owner signed (sha256 differs)"], None
+        return StatementCheck(["the statement recording is not the one the owner signed (sha256 differs)"])
+    await keep_sealed(context, event.statement_audio_key, data)
     try:
         prepared = await asyncio.to_thread(prepare_sample, data, ANALYSIS_SAMPLE_RATE_HZ, vad=context.models.vad)
         if not prepared.report.accepted:
-            return [f"statement recording: {'; '.join(prepared.report.reasons)}"], None
+            return StatementCheck([f"statement recording: {'; '.join(prepared.report.reasons)}"])
         embedding = await asyncio.to_thread(context.models.encoder.embed, prepared.samples, prepared.sample_rate_hz)
+        match = await asyncio.to_thread(context.models.spoken_phrase.score, prepared.samples, prepared.sample_rate_hz,
+                                        phrase, context.limits.spoken_consent_operator,
+                                        context.limits.spoken_consent_language)
     except ProcessorError as error:
-        return [f"statement recording: {error}"], None
-    return [], embedding
+        return StatementCheck([f"statement recording: {error}"])
+    similarity = await _similarity_to_current_profile(event.voice_id, embedding, context)
+    mismatches = (phrase_mismatch(match, context.limits.spoken_consent_operator, _thresholds(match, context.limits)),
+                  speaker_mismatch(similarity, context.limits.spoken_consent_min_similarity))
+    return StatementCheck([problem for problem in mismatches if problem], embedding,
+                          _statement_scores(match, similarity, context.limits))
+
+
+async def _similarity_to_current_profile(voice_id: str, embedding: np.ndarray, context: StageContext) -> float | None:
+    """The statement's similarity to the voice's newest profile; None before the voice has one."""
+    row = await context.repos.profiles.latest(voice_id=voice_id)
+    if row is None:
+        return None
+    return round(cosine_similarity(embedding, VoiceProfile.from_dict(row["profile"]).embedding), 4)
+
+
+def _statement_scores(match: PhraseMatch, similarity: float | None, limits: Limits) -> SpokenStatementScores:
+    thresholds = _thresholds(match, limits)
+    speaker_check = ("compared with the voice's current profile" if similarity is not None
+                     else "no samples adapted yet: compared with the samples at adaptation")
+    return SpokenStatementScores(phrase_match=match.score, phrase_method=match.method,
+                                 phrase_min_match=thresholds.phrase, operator=limits.spoken_consent_operator,
+                                 operator_match=match.operator_score, operator_min_match=thresholds.operator,
+                                 heard=match.heard[:_HEARD_CHARACTERS], speaker_similarity=similarity,
+                                 speaker_min_similarity=limits.spoken_consent_min_similarity,
+                                 speaker_check=speaker_check)
+
+
+def _thresholds(match: PhraseMatch, limits: Limits) -> PhraseThresholds:
+    return limits.spoken_phrase_words if match.method == "whisper_words" else limits.spoken_phrase_phonemes
 
 
 async def _failure_burst_alert(event: ConsentGranted, context: StageContext) -> list[Event]:

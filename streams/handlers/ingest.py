@@ -11,7 +11,7 @@ from processors.errors import ProcessorError
 from schemas.envelope import Event
 from schemas.events import SampleAccepted, SampleRejected, SampleUploaded
 from streams.context import StageContext
-from streams.handlers.common import claim_voice, resend_waiting_adaptations, sample_key
+from streams.handlers.common import claim_voice, keep_sealed, resend_waiting_adaptations, sample_key
 
 
 async def ingest_sample(event: SampleUploaded, context: StageContext) -> list[Event]:
@@ -22,6 +22,7 @@ async def ingest_sample(event: SampleUploaded, context: StageContext) -> list[Ev
         data = await context.store.get(event.object_key)
     except ObjectNotFound:
         return await _reject(event, context, [f"no object at key {event.object_key!r}: upload it before the event"])
+    await keep_sealed(context, event.object_key, data)
     if len(data) > context.limits.max_upload_bytes:
         return await _reject(event, context, [f"file is {len(data)} bytes; the limit is {context.limits.max_upload_bytes}"])
     try:

@@ -39,7 +39,7 @@ async def refine_voice(event: AdaptationRefinementRequested, context: StageConte
         return [_failed(event, f"the refined voice lost words (WER {wer_refined:.1%} against the instant voice's "
                                f"{wer_instant:.1%}); the instant voice stays")]
     version = await context.repos.profiles.save(
-        voice_id=event.voice_id, adaptation_id=uuid.uuid5(event.adaptation_id, REFINED_TIER),
+        voice_id=event.voice_id, tenant_id=event.tenant_id, adaptation_id=uuid.uuid5(event.adaptation_id, REFINED_TIER),
         sample_ids=list(row["sample_ids"]), embedding=profile.embedding, profile=refined.to_dict(),
     )
     return [event.follow_up(

@@ -1,4 +1,5 @@
-"""Synthesis: re-check consent and rate limits at request time, then speak the text chunk by chunk.
+"""Synthesis: re-check rate windows, deny patterns and consent at request time, then speak the text
+chunk by chunk.
 
 A request is accepted once (consent uses claimed, the voice — or blend of voices — resolved into the
 profile to speak with), then split into sentence chunks that travel as their own events, so the
@@ -11,7 +12,7 @@ import asyncio
 from datetime import timedelta
 
 from processors.synthesis import engine as synthesis_processors
-from processors.trust.anomaly import rate_exceeded
+from processors.trust.anomaly import RateWindow, rate_window_finding
 from processors.audio.codec_quality import encode_wav
 from processors.trust.consent import check_consent_scope
 from processors.errors import ProcessorError
@@ -30,7 +31,7 @@ from schemas.events import (
 from streams.context import StageContext
 from streams.handlers.common import stopped_by_revocation, synthesis_key
 from streams.errors import ProtectedVoiceRequested, SynthesisRefused
-from streams.handlers.consent import consent_document
+from voxflow.envelopes import consent_document
 
 
 async def accept_synthesis(event: SynthesisRequested, context: StageContext) -> list[Event]:
@@ -40,7 +41,7 @@ async def accept_synthesis(event: SynthesisRequested, context: StageContext) -> 
         return _chunk_requests(event, existing["text"]) if existing["status"] == "accepted" else []
     if await context.repos.voices.get_voice(voice_id=event.voice_id) is None:
         return await _fail(event, context, f"unknown voice {event.voice_id!r}", record=False)
-    blocked = await _rate_block(event, context)
+    blocked = await _rate_block(event, context) or await _denied_text(event, context)
     if blocked:
         return blocked
     try:
@@ -49,9 +50,7 @@ async def accept_synthesis(event: SynthesisRequested, context: StageContext) -> 
         chunks = chunk_text(event.text)
         profile, consents, version = await _resolve_voice(event, context)
     except ProtectedVoiceRequested as refusal:
-        anomaly = event.follow_up(AnomalyDetected, kind="protected_voice", severity="critical", detail=str(refusal),
-                                  action="blocked")
-        return [anomaly, *await _fail(event, context, f"blocked: {refusal}")]
+        return await _blocked(event, context, "protected_voice", "critical", str(refusal))
     except (SynthesisRefused, ProcessorError) as refusal:
         return await _fail(event, context, str(refusal))
     try:
@@ -120,17 +119,36 @@ async def _consented_profile(event: SynthesisRequested, context: StageContext, v
 
 
 async def _rate_block(event: SynthesisRequested, context: StageContext) -> list[Event] | None:
-    now = context.clock()
-    window_s = context.limits.synthesis_rate_window_s
-    recent = await context.repos.syntheses.request_times_since(
-        tenant_id=event.tenant_id, since=now - timedelta(seconds=window_s)
-    )
-    if not rate_exceeded([*recent, event.occurred_at], now=now, window_s=window_s,
-                         limit=context.limits.synthesis_rate_limit):
+    """The refusal of a request over its tenant's rate window, or else its voice's; None within both."""
+    limits, now = context.limits, context.clock()
+    windows = (RateWindow("tenant", event.tenant_id, limits.synthesis_rate_limit, limits.synthesis_rate_window_s),
+               RateWindow("voice", event.voice_id, limits.voice_synthesis_rate_limit,
+                          limits.voice_synthesis_rate_window_s))
+    for window in windows:
+        recent = await _request_times(window, context, since=now - timedelta(seconds=window.window_s))
+        finding = rate_window_finding(window, [*recent, event.occurred_at], now=now)
+        if finding is not None:
+            return await _blocked(event, context, finding.kind, finding.severity, finding.detail)
+    return None
+
+
+async def _request_times(window: RateWindow, context: StageContext, *, since):
+    if window.scope == "tenant":
+        return await context.repos.syntheses.request_times_since(tenant_id=window.subject_id, since=since)
+    return await context.repos.syntheses.voice_request_times_since(voice_id=window.subject_id, since=since)
+
+
+async def _denied_text(event: SynthesisRequested, context: StageContext) -> list[Event] | None:
+    """The refusal of a text matching a deny pattern; it names the pattern, never the text."""
+    pattern = await asyncio.to_thread(context.limits.text_policy.denied_by, event.text)  # 200,000 chars: ~50 ms
+    if pattern is None:
         return None
-    detail = (f"tenant {event.tenant_id!r} sent more than {context.limits.synthesis_rate_limit} synthesis "
-              f"requests in {window_s:g} s")
-    anomaly = event.follow_up(AnomalyDetected, kind="rate_exceeded", severity="warning", detail=detail, action="blocked")
+    return await _blocked(event, context, "denied_text", "warning", f"the text matches deny pattern {pattern!r}")
+
+
+async def _blocked(event: SynthesisRequested, context: StageContext, kind: str, severity: str,
+                   detail: str) -> list[Event]:
+    anomaly = event.follow_up(AnomalyDetected, kind=kind, severity=severity, detail=detail, action="blocked")
     return [anomaly, *await _fail(event, context, f"blocked: {detail}")]
 
 

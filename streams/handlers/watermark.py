@@ -23,11 +23,12 @@ from schemas.events import (
     SynthesisCompleted,
     SynthesisFailed,
     SynthesisProduced,
+    SyntheticSpeechScore,
     WatermarkDetected,
     WatermarkDetectionRequested,
 )
 from streams.context import StageContext
-from streams.handlers.common import stopped_by_revocation, synthesis_key
+from streams.handlers.common import keep_sealed, stopped_by_revocation, synthesis_key
 
 
 VOXFLOW_VERSION = version("voxflow")
@@ -164,6 +165,7 @@ async def detect_output(event: WatermarkDetectionRequested, context: StageContex
         data = await context.store.get(event.object_key)
     except ObjectNotFound:
         return [_answer(event, detected=False, confidence=0.0, reason=f"no object at key {event.object_key!r}")]
+    await keep_sealed(context, event.object_key, data)
     credentials = await asyncio.to_thread(_content_credentials, data, context)
     try:
         decoded = decode_audio(data)
@@ -171,13 +173,24 @@ async def detect_output(event: WatermarkDetectionRequested, context: StageContex
         detection = await asyncio.to_thread(detect_watermark, samples, OUTPUT_SAMPLE_RATE_HZ, context.watermark_key)
     except ProcessorError as error:
         return [_answer(event, detected=False, confidence=0.0, reason=str(error), content_credentials=credentials)]
+    synthetic_speech = await asyncio.to_thread(_synthetic_speech, samples, context)
     if not detection.detected:
         return [_answer(event, detected=False, confidence=detection.confidence, reason="no voxflow watermark found",
-                        content_credentials=credentials)]
+                        content_credentials=credentials, synthetic_speech=synthetic_speech)]
     payload = detection.payload.hex()
     synthesis = await context.repos.syntheses.find_by_watermark(payload=payload)
     return [_answer(event, detected=True, confidence=detection.confidence, payload=payload,
-                    synthesis_id=synthesis["synthesis_id"] if synthesis else None, content_credentials=credentials)]
+                    synthesis_id=synthesis["synthesis_id"] if synthesis else None, content_credentials=credentials,
+                    synthetic_speech=synthetic_speech)]
+
+
+def _synthetic_speech(samples: np.ndarray, context: StageContext) -> SyntheticSpeechScore | None:
+    """AASIST's score, or None for audio it cannot score (too short, silent) or without the model installed."""
+    try:
+        score = context.models.synthetic_speech.score(samples, OUTPUT_SAMPLE_RATE_HZ)
+    except ProcessorError:
+        return None
+    return SyntheticSpeechScore(probability=score.synthetic_probability, model=score.model)
 
 
 def _content_credentials(data: bytes, context: StageContext) -> ContentCredentials:

@@ -53,7 +53,7 @@ async def test_every_acknowledged_message_is_in_the_log_exactly_once(private_sta
     acknowledged = [value for values in await asyncio.gather(
         *(produce_in_rounds(private_stack.kafka_bootstrap, topic, index) for index in range(PRODUCERS)))
         for value in values]
-    in_log = Counter([value async for _, _, _, _, value in consume(private_stack.kafka_bootstrap, [topic],
+    in_log = Counter([value async for _, _, _, _, value, _ in consume(private_stack.kafka_bootstrap, [topic],
                                                                     idle_timeout_s=CONSUME_IDLE_S)])
 
     lost = [value for value in acknowledged if value not in in_log]

@@ -49,7 +49,7 @@ async def produce(stack: EmbeddedStack, topic: str, count: int) -> list[Event]:
 
 async def read_everything(stack: EmbeddedStack, topic: str) -> list[Event]:
     """Every event on the topic, from the first offset, without a consumer group."""
-    return [(key, value) async for _, _, _, key, value in consume(stack.kafka_bootstrap, [topic],
+    return [(key, value) async for _, _, _, key, value, _ in consume(stack.kafka_bootstrap, [topic],
                                                                    idle_timeout_s=CONSUME_IDLE_S)]
 
 

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from infra.data_keys import SealedDocuments, data_keys_for
 from infra.db import apply_migrations, create_pool
 from infra.errors import InvalidObjectKey, ObjectNotFound, ObjectStoreError, ObjectStoreUnavailable
 from infra.objectstore import MinioStore, open_object_store
@@ -68,18 +69,22 @@ async def test_migrations_apply_once(pool):
     assert names[0] == "0001_initial"
 
 
-async def test_profiles_are_versioned_and_replays_do_not_add_versions(pool):
-    repos = Repositories.over(pool, audit_key=b"k" * 32)
+def repositories_over(pool, settings) -> Repositories:
+    return Repositories.over(pool, audit_key=b"k" * 32, sealer=SealedDocuments(data_keys_for(settings, pool)))
+
+
+async def test_profiles_are_versioned_and_replays_do_not_add_versions(pool, stack_settings):
+    repos = repositories_over(pool, stack_settings)
     voice = f"v-{uuid.uuid4().hex[:6]}"
     await repos.voices.ensure_voice(voice_id=voice, tenant_id="t")
     first, second = uuid.uuid4(), uuid.uuid4()
     embedding = [0.0625] * 256
 
-    assert await repos.profiles.save(voice_id=voice, adaptation_id=first, sample_ids=[], embedding=embedding,
+    assert await repos.profiles.save(voice_id=voice, tenant_id="t", adaptation_id=first, sample_ids=[], embedding=embedding,
                                      profile={"n": 1}) == 1
-    assert await repos.profiles.save(voice_id=voice, adaptation_id=second, sample_ids=[], embedding=embedding,
+    assert await repos.profiles.save(voice_id=voice, tenant_id="t", adaptation_id=second, sample_ids=[], embedding=embedding,
                                      profile={"n": 2}) == 2
-    assert await repos.profiles.save(voice_id=voice, adaptation_id=first, sample_ids=[], embedding=embedding,
+    assert await repos.profiles.save(voice_id=voice, tenant_id="t", adaptation_id=first, sample_ids=[], embedding=embedding,
                                      profile={"n": 1}) == 1
     assert (await repos.profiles.latest(voice_id=voice))["profile"] == {"n": 2}
 
@@ -116,10 +121,10 @@ async def test_a_rehashed_forgery_is_caught_because_the_chain_is_keyed(pool, sta
     assert not verification.valid and verification.first_invalid_sequence == entry.sequence
 
 
-async def test_a_unit_of_work_commits_its_writes_together_or_not_at_all(pool):
+async def test_a_unit_of_work_commits_its_writes_together_or_not_at_all(pool, stack_settings):
     from datetime import datetime, timezone
 
-    repos = Repositories.over(pool, audit_key=b"k" * 32)
+    repos = repositories_over(pool, stack_settings)
     voice, kept, dropped = f"v-{uuid.uuid4().hex[:6]}", uuid.uuid4(), uuid.uuid4()
     request = dict(voice_id=voice, tenant_id="t", text="Hi.", language="en", purpose="narration", controls={},
                    requested_at=datetime.now(timezone.utc), status="accepted")

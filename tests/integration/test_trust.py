@@ -13,16 +13,19 @@ from infra.kafka import KafkaProducer
 from infra.repositories import AUDIT_CHAIN_LOCK_ID
 from infra.provenance_keys import provenance_trust_anchors
 from infra.signing_keys import TenantKeyFiles
+from processors.audio.codec_quality import encode_wav
 from processors.trust.provenance import read_provenance
 from processors.trust.signing import EventSigner
-from schemas.events import AuditRecorded, SampleUploaded, SynthesisRequested, WatermarkDetectionRequested
+from schemas.events import (AdaptationRequested, AuditRecorded, SampleUploaded, SynthesisRequested,
+                            WatermarkDetectionRequested)
 from streams import topics
 from streams.auditing import latest_checkpoint, verify_audit_log
-from streams.client import signed_revocation
+from streams.client import upload_sample
 from streams.results import ResultWatcher
 from streams.session import database
 from streams.tenants import register_tenant
-from tests.journeys import RESULT_TIMEOUT_S, TENANT, consented_voice, eventually, synthesise
+from tests.journeys import RESULT_TIMEOUT_S, TENANT, consented_voice, eventually, synthesise, wav_of_real_speech
+from voxflow.envelopes import signed_consent, signed_revocation
 
 pytestmark = pytest.mark.integration
 
@@ -188,3 +191,95 @@ async def test_a_new_voice_that_sounds_like_another_tenants_is_held_for_review(p
 
     assert held.reason.startswith("held for review: the samples sound like voice")
     assert alert[0].kind == "cross_tenant_voice" and alert[0].severity == "critical"
+
+
+# --- spoken consent: the statement recording must say the consent phrase, in the sampled speaker's voice ---------
+# No one ever recorded our phrase, so a Kokoro stock voice reads it; real human speech says the wrong words.
+
+SAMPLE_READINGS = ("The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background.",
+                   "It is easy to tell the depth of a well. The juice of lemons makes fine punch.")
+
+
+@pytest.fixture(scope="module")
+def kokoro_reads(kokoro_synthesizer, stock_voices):
+    def read(text: str, pack: str = "am_adam") -> bytes:
+        speech = kokoro_synthesizer.render(kokoro_synthesizer.tokens(text, "en"), stock_voices.table(pack))
+        return encode_wav(speech, 24000)
+
+    return read
+
+
+async def spoken_grant(session, settings, voice_id: str, recording: bytes):
+    key = f"consents/{TENANT}/{voice_id}/statement.wav"
+    await session.store.put(key, recording)
+    return signed_consent(Ed25519PrivateKey.generate(), tenant_id=TENANT, voice_id=voice_id, owner_id=voice_id,
+                          purposes=["narration"], languages=["en"], statement_text=settings.spoken_consent_phrase(),
+                          statement_audio_key=key, statement_audio=recording)
+
+
+async def consent_outcome(session, results, consent):
+    await session.publisher.publish(consent)
+    outcome = await results.wait_until(lambda e: e.type in {"consent.verified", "consent.rejected"}
+                                       and e.consent_id == consent.consent_id, timeout_s=RESULT_TIMEOUT_S)
+    assert outcome, f"no decision on consent {consent.consent_id}"
+    return outcome[0]
+
+
+async def adaptation_with_spoken_consent(settings, session, results, samples: list[bytes], statement: bytes):
+    """The outcome of adapting a new voice from ``samples`` once its spoken consent is verified."""
+    voice_id = f"phrase-{uuid.uuid4().hex[:6]}"
+    uploads = [await upload_sample(session.store, session.publisher, data=data, filename=f"s{i}.wav",
+                                   tenant_id=TENANT, voice_id=voice_id) for i, data in enumerate(samples)]
+    consent = await consent_outcome(session, results, await spoken_grant(session, settings, voice_id, statement))
+    assert consent.type == "consent.verified", consent
+    request = AdaptationRequested(tenant_id=TENANT, voice_id=voice_id, sample_ids=[u.sample_id for u in uploads])
+    await session.publisher.publish(request)
+    (outcome,) = await results.wait_until(
+        lambda e: e.type in {"voice.ready", "adaptation.failed"} and e.adaptation_id == request.adaptation_id,
+        timeout_s=RESULT_TIMEOUT_S)
+    return outcome
+
+
+async def test_the_consent_phrase_spoken_is_verified_with_both_scores(pipeline_settings, session, results,
+                                                                    kokoro_reads):
+    phrase = kokoro_reads(pipeline_settings.spoken_consent_phrase())
+    consent = await spoken_grant(session, pipeline_settings, f"phrase-{uuid.uuid4().hex[:6]}", phrase)
+
+    verified = await consent_outcome(session, results, consent)
+
+    assert verified.type == "consent.verified", verified
+    scores = verified.spoken_statement
+    assert scores.phrase_method == "whisper_words" and scores.phrase_match >= scores.phrase_min_match == 0.75
+    assert scores.operator == "Voxflow" and scores.operator_match >= scores.operator_min_match
+    assert scores.speaker_similarity is None and "compared with the samples at adaptation" in scores.speaker_check
+
+
+async def test_a_statement_of_other_words_is_rejected_as_the_wrong_phrase(pipeline_settings, session, results):
+    consent = await spoken_grant(session, pipeline_settings, f"phrase-{uuid.uuid4().hex[:6]}",
+                                 wav_of_real_speech(5, offset=7))
+
+    rejected = await consent_outcome(session, results, consent)
+
+    assert rejected.type == "consent.rejected", rejected
+    assert rejected.reasons[0].startswith("wrong phrase: the recording does not say the consent phrase (match ")
+    assert rejected.spoken_statement.phrase_match < 0.75 and rejected.spoken_statement.heard
+
+
+async def test_the_phrase_spoken_by_the_sampled_speaker_lets_the_voice_be_built(pipeline_settings, session, results,
+                                                                               kokoro_reads):
+    samples = [kokoro_reads(text) for text in SAMPLE_READINGS]
+    statement = kokoro_reads(pipeline_settings.spoken_consent_phrase())
+
+    outcome = await adaptation_with_spoken_consent(pipeline_settings, session, results, samples, statement)
+
+    assert outcome.type == "voice.ready", outcome
+
+
+async def test_the_phrase_spoken_by_someone_other_than_the_sampled_speaker_stops_the_adaptation(
+        pipeline_settings, session, results, kokoro_reads):
+    samples = [wav_of_real_speech(8, offset=i) for i in range(2)]
+    statement = kokoro_reads(pipeline_settings.spoken_consent_phrase())
+
+    outcome = await adaptation_with_spoken_consent(pipeline_settings, session, results, samples, statement)
+
+    assert outcome.type == "adaptation.failed" and "not by the sampled speaker" in outcome.reason

@@ -10,7 +10,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas.events import AdaptationRequested, SynthesisRequested
 from streams import topics
-from streams.client import signed_consent, upload_sample
+from streams.client import upload_sample
+from voxflow.envelopes import signed_consent
 from streams.results import ResultWatcher
 from streams.session import client_session
 from streams.worker import VoxflowWorker

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import uuid
+from datetime import datetime, timezone
 from types import SimpleNamespace
 
+from infra.data_keys import WrappedDataKey
 from infra.errors import ObjectNotFound
-from infra.repositories import VoiceOwnedByAnotherTenant
-from streams.context import StageContext
+from infra.repositories import Block, VoiceOwnedByAnotherTenant
+from streams.context import Limits, StageContext
 
 
 class InMemoryStore:
@@ -28,6 +30,9 @@ class InMemoryStore:
     async def exists(self, key):
         return key in self.objects
 
+    async def list_keys(self, prefix):
+        return sorted(key for key in self.objects if key.startswith(prefix))
+
 
 class FakeVoices:
     def __init__(self):
@@ -38,7 +43,7 @@ class FakeVoices:
             raise VoiceOwnedByAnotherTenant(f"voice {voice_id!r} belongs to another tenant")
 
     async def get_voice(self, *, voice_id):
-        return {"voice_id": voice_id} if voice_id in self.owners else None
+        return {"voice_id": voice_id, "tenant_id": self.owners[voice_id]} if voice_id in self.owners else None
 
 
 class FakeSamples:
@@ -72,15 +77,24 @@ class FakeConsents:
 class FakeAdaptations:
     def __init__(self, waiting: list[dict] | None = None):
         self.waiting = waiting or []
+        self.statuses: dict = {}
 
     async def waiting_requests(self, *, voice_id):
         return [r for r in self.waiting if r["voice_id"] == voice_id]
+
+    async def status(self, *, adaptation_id):
+        return self.statuses.get(adaptation_id)
+
+    async def record(self, *, adaptation_id, status, **fields):
+        self.statuses[adaptation_id] = status
 
 
 def fake_context(store: InMemoryStore | None = None, waiting: list[dict] | None = None) -> StageContext:
     repos = SimpleNamespace(voices=FakeVoices(), samples=FakeSamples(), consents=FakeConsents(),
                             adaptations=FakeAdaptations(waiting))
-    return StageContext(repos=repos, store=store or InMemoryStore(), watermark_key=b"k" * 32)
+    # their consents carry no statement recording: the development setting, as tests/conftest.py's
+    return StageContext(repos=repos, store=store or InMemoryStore(), watermark_key=b"k" * 32,
+                        limits=Limits(require_spoken_consent=False))
 
 
 class FakeProfiles:
@@ -90,7 +104,7 @@ class FakeProfiles:
         self.rows: dict[tuple[str, int], dict] = {}
         self.by_adaptation: dict = {}
 
-    async def save(self, *, voice_id, adaptation_id, sample_ids, embedding, profile):
+    async def save(self, *, voice_id, tenant_id, adaptation_id, sample_ids, embedding, profile):
         if adaptation_id in self.by_adaptation:
             return self.by_adaptation[adaptation_id]
         version = 1 + max((v for (voice, v) in self.rows if voice == voice_id), default=0)
@@ -140,3 +154,65 @@ class FakeSyntheses:
 
     async def chunk(self, *, synthesis_id, chunk_index):
         return self.chunks.get((synthesis_id, chunk_index))
+
+    async def request_times_since(self, *, tenant_id, since):
+        return [r["requested_at"] for r in self.rows.values() if r["tenant_id"] == tenant_id and r["requested_at"] >= since]
+
+    async def voice_request_times_since(self, *, voice_id, since):
+        return [r["requested_at"] for r in self.rows.values() if r["voice_id"] == voice_id and r["requested_at"] >= since]
+
+
+class FakeBlocks:
+    """The blocks in force, as the blocks table holds them; ``reads`` counts how often a gate read them."""
+
+    def __init__(self):
+        self.standing: dict[tuple[str, str], Block] = {}
+        self.reads = 0
+
+    def place(self, subject_kind, subject_id, reason="abuse reported"):
+        self.standing[(subject_kind, subject_id)] = Block(
+            block_id=len(self.standing) + 1, subject_kind=subject_kind, subject_id=subject_id, reason=reason,
+            blocked_by="ops", blocked_at=datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc), lifted_at=None,
+            lifted_by=None)
+
+    def lift(self, subject_kind, subject_id):
+        del self.standing[(subject_kind, subject_id)]
+
+    async def in_force(self):
+        self.reads += 1
+        return list(self.standing.values())
+
+
+class InMemoryDataKeyRepository:
+    """``data_keys`` rows in a dict, with the real repository's rules: one key per scope, tombstones stay."""
+
+    def __init__(self):
+        self.rows: dict[str, WrappedDataKey] = {}
+
+    async def for_scope(self, *, scope):
+        return self.rows.get(scope)
+
+    async def by_id(self, *, key_id):
+        return next((row for row in self.rows.values() if row.key_id == key_id), None)
+
+    async def add(self, *, key_id, scope, master_key_id, wrapped_key):
+        return self.rows.setdefault(scope, WrappedDataKey(key_id, scope, master_key_id, wrapped_key, None))
+
+    async def destroy(self, *, scope):
+        existing = self.rows.get(scope)
+        self.rows[scope] = WrappedDataKey(existing.key_id if existing else uuid.uuid4(), scope, None, None,
+                                          datetime.now(timezone.utc))
+
+    async def wrapped_by_other_than(self, *, master_key_id):
+        return [row for row in self.rows.values() if row.wrapped_key is not None and row.master_key_id != master_key_id]
+
+    async def rewrap(self, *, key_id, old_master_key_id, master_key_id, wrapped_key):
+        row = await self.by_id(key_id=key_id)
+        self.rows[row.scope] = WrappedDataKey(key_id, row.scope, master_key_id, wrapped_key, None)
+        return True
+
+    async def count_by_master_key(self):
+        counts: dict[str, int] = {}
+        for row in self.rows.values():
+            counts[row.master_key_id or "destroyed"] = counts.get(row.master_key_id or "destroyed", 0) + 1
+        return counts

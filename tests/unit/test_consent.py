@@ -1,12 +1,17 @@
-"""Consent documents: only the owner's untouched, in-scope consent passes."""
+"""Consent documents: only the owner's untouched, in-scope consent passes, with its spoken statement where required."""
 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from processors.audio.codec_quality import encode_wav
 
 from processors.trust.consent import (
     ConsentDocument,
@@ -26,6 +31,12 @@ from processors.trust.consent import (
     verify_revocation_signature,
 )
 from processors.errors import ConsentKeyError, ConsentSignatureError, InvalidConsentError
+from processors.trust.spoken_phrase import PhraseMatch
+from schemas.events import ConsentVerified
+from streams.context import Limits, StageContext
+from streams.handlers.consent import grant_consent
+from tests.unit.fakes import FakeAdaptations, FakeConsents, FakeVoices, InMemoryStore
+from voxflow.envelopes import signed_consent
 
 ISSUED = datetime(2025, 1, 1, tzinfo=timezone.utc)
 DOCUMENT = ConsentDocument(
@@ -166,3 +177,107 @@ def test_malformed_base64_keys_are_refused(text):
         public_key_from_base64(text)
     with pytest.raises(ConsentKeyError):
         private_key_from_base64(text)
+
+
+# --- the spoken statement, through the consent handler ----------------------------------------------------------
+
+PHRASE = Limits().spoken_consent_phrase
+STATEMENT_KEY = "consents/t/v1/statement.wav"
+
+
+class LatestProfile:
+    def __init__(self, profile=None):
+        self.profile = profile
+
+    async def latest(self, *, voice_id):
+        return None if self.profile is None else {"voice_id": voice_id, "version": 1, "profile": self.profile.to_dict()}
+
+
+class HeardPhrase:
+    """Stands in for Whisper: the recording "says" whatever score it is given."""
+
+    def __init__(self, score: float):
+        self.match = PhraseMatch("whisper_words", score, 1.0, "what the recogniser heard")
+
+    def score(self, samples, sample_rate_hz, phrase, operator, language):
+        return self.match
+
+
+def spoken_context(recording: bytes, encoder, *, phrase_score: float = 1.0, profile=None, **limits) -> StageContext:
+    repos = SimpleNamespace(voices=FakeVoices(), consents=FakeConsents(), adaptations=FakeAdaptations(),
+                            profiles=LatestProfile(profile))
+    models = SimpleNamespace(vad=None, encoder=encoder, spoken_phrase=HeardPhrase(phrase_score))
+    return StageContext(repos=repos, store=InMemoryStore({STATEMENT_KEY: recording}), watermark_key=b"k" * 32,
+                        models=models, limits=Limits(**limits))
+
+
+def spoken_grant(recording: bytes | None, statement_text: str = PHRASE):
+    return signed_consent(Ed25519PrivateKey.generate(), tenant_id="t", voice_id="v1", owner_id="o",
+                          purposes=["narration"], languages=["en"], statement_text=statement_text,
+                          statement_audio_key=STATEMENT_KEY if recording else None, statement_audio=recording)
+
+
+@pytest.fixture(scope="module")
+def owner_recording(english_heldout_speech) -> bytes:
+    return encode_wav(english_heldout_speech[0][: 5 * 16000], english_heldout_speech[1])
+
+
+async def test_by_default_a_consent_needs_the_spoken_statement(speaker_encoder):
+    (rejected, *_) = await grant_consent(spoken_grant(None), spoken_context(b"", speaker_encoder))
+
+    assert rejected.type == "consent.rejected"
+    assert "a recording of the owner speaking the consent statement is required" in rejected.reasons
+
+
+async def test_the_phrase_spoken_reports_both_scores_with_the_speaker_left_to_adaptation(owner_recording,
+                                                                                        speaker_encoder):
+    (verified,) = await grant_consent(spoken_grant(owner_recording), spoken_context(owner_recording, speaker_encoder))
+
+    scores = verified.spoken_statement
+    assert verified.type == "consent.verified" and verified.schema_version == 2
+    assert (scores.phrase_match, scores.phrase_method, scores.phrase_min_match) == (1.0, "whisper_words", 0.75)
+    assert (scores.operator, scores.operator_match) == ("Voxflow", 1.0)
+    assert scores.speaker_similarity is None and "at adaptation" in scores.speaker_check
+
+
+async def test_a_recording_of_other_words_is_rejected_as_the_wrong_phrase_with_its_score(owner_recording,
+                                                                                        speaker_encoder):
+    context = spoken_context(owner_recording, speaker_encoder, phrase_score=0.2)
+
+    (rejected, *_) = await grant_consent(spoken_grant(owner_recording), context)
+
+    assert rejected.type == "consent.rejected" and rejected.spoken_statement.phrase_match == 0.2
+    assert rejected.reasons == ["wrong phrase: the recording does not say the consent phrase (match 0.20 < 0.75 "
+                                "by whisper_words; heard 'what the recogniser heard')"]
+
+
+async def test_a_signed_statement_that_is_not_the_phrase_is_rejected(owner_recording, speaker_encoder):
+    grant = spoken_grant(owner_recording, statement_text="I agree that my voice may be cloned.")
+
+    (rejected, *_) = await grant_consent(grant, spoken_context(owner_recording, speaker_encoder))
+
+    assert rejected.reasons == [f"wrong phrase: the signed statement must be the consent phrase {PHRASE!r}"]
+
+
+async def test_once_the_voice_has_a_profile_the_speaker_is_checked_at_consent_time(
+        owner_recording, speaker_encoder, english_voice_profile, czech_male_speech):
+    impostor = encode_wav(czech_male_speech[0][: 5 * 16000], czech_male_speech[1])
+
+    (verified,) = await grant_consent(spoken_grant(owner_recording), spoken_context(
+        owner_recording, speaker_encoder, profile=english_voice_profile))
+    (rejected, *_) = await grant_consent(spoken_grant(impostor), spoken_context(
+        impostor, speaker_encoder, profile=english_voice_profile))
+
+    assert verified.spoken_statement.speaker_similarity >= 0.80
+    assert "voice's current profile" in verified.spoken_statement.speaker_check
+    assert rejected.spoken_statement.speaker_similarity < 0.80
+    assert rejected.reasons[0].startswith("wrong speaker: the statement is not spoken by the voice's speaker")
+
+
+def test_version_1_results_without_scores_still_parse():
+    verified = ConsentVerified.model_validate({
+        "type": "consent.verified", "schema_version": 1, "tenant_id": "t", "voice_id": "v1",
+        "consent_id": str(uuid.uuid4()), "owner_id": "o", "purposes": ["narration"], "languages": ["en"],
+        "expires_at": "2030-01-01T00:00:00Z"})
+
+    assert verified.schema_version == 1 and verified.spoken_statement is None

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from processors.audio.codec_quality import decode_audio, encode_wav
 from schemas.envelope import utc_now
 from schemas.events import AdaptationRequested, SampleUploaded
-from streams.client import signed_consent
+from voxflow.envelopes import signed_consent
 from streams.handlers.consent import grant_consent
 from streams.handlers.ingest import ingest_sample
 from tests.unit.fakes import InMemoryStore, fake_context

@@ -62,7 +62,7 @@ class EchoTranscriber:
 
 async def saved_instant(profiles: FakeProfiles, profile) -> AdaptationRefinementRequested:
     adaptation_id = uuid.uuid4()
-    version = await profiles.save(voice_id="v1", adaptation_id=adaptation_id, sample_ids=[uuid.uuid4()],
+    version = await profiles.save(voice_id="v1", tenant_id="t", adaptation_id=adaptation_id, sample_ids=[uuid.uuid4()],
                                   embedding=profile.embedding, profile=profile.to_dict())
     return AdaptationRefinementRequested(tenant_id="t", voice_id="v1", adaptation_id=adaptation_id,
                                          profile_version=version, steps=3)

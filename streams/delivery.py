@@ -1,0 +1,90 @@
+"""Output delivery: a tenant fetches its finished audio from a worker with a request signed by its key.
+
+Objects are sealed at rest, so an upstream app cannot read them from the bucket; a worker opens them
+for the tenant that owns them. ``GET /v1/syntheses/{id}/audio`` with ``voxflow-key-id``,
+``voxflow-timestamp`` (unix seconds) and ``voxflow-signature`` (base64 Ed25519 over
+``GET\\n{path}\\n{timestamp}``, processors/trust/signing.py ``request_signing_bytes``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from infra.errors import DataKeyDestroyed
+from infra.objectstore import ObjectStore
+from infra.repositories import TenantKey
+from processors.trust.signing import KEY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, request_signing_bytes
+
+MAX_CLOCK_SKEW_S = 300  # a captured request stops working after this long
+HTTP_UNAUTHORIZED, HTTP_FORBIDDEN, HTTP_NOT_FOUND, HTTP_GONE = 401, 403, 404, 410
+
+
+class DeliveryRefused(Exception):
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+
+
+class TenantKeys(Protocol):
+    async def get(self, *, key_id: str) -> TenantKey | None: ...
+
+
+class Syntheses(Protocol):
+    async def get(self, *, synthesis_id: uuid.UUID) -> dict[str, Any] | None: ...
+
+
+class OutputDelivery:
+    def __init__(self, syntheses: Syntheses, tenant_keys: TenantKeys, store: ObjectStore, *, clock=time.time):
+        self.syntheses = syntheses
+        self.tenant_keys = tenant_keys
+        self.store = store
+        self._clock = clock
+
+    async def synthesis_audio(self, synthesis_id: str, path: str, headers: Mapping[str, str]) -> bytes:
+        """The completed output's WAV for the tenant that signed the request; ``DeliveryRefused`` saying why not."""
+        tenant_id = await self._signing_tenant("GET", path, headers)
+        try:
+            synthesis = await self.syntheses.get(synthesis_id=uuid.UUID(synthesis_id))
+        except ValueError:
+            synthesis = None
+        if synthesis is None:
+            raise DeliveryRefused(HTTP_NOT_FOUND, f"no synthesis {synthesis_id}")
+        if synthesis["tenant_id"] != tenant_id:
+            raise DeliveryRefused(HTTP_FORBIDDEN, f"synthesis {synthesis_id} belongs to another tenant")
+        if synthesis["status"] != "completed":
+            raise DeliveryRefused(HTTP_NOT_FOUND, f"synthesis {synthesis_id} is {synthesis['status']}, not completed")
+        try:
+            return await self.store.get(synthesis["object_key"])
+        except DataKeyDestroyed as error:
+            raise DeliveryRefused(HTTP_GONE, str(error)) from error
+
+    async def _signing_tenant(self, method: str, path: str, headers: Mapping[str, str]) -> str:
+        key_id, stamp, signature = (headers.get(name) for name in (KEY_ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER))
+        if not (key_id and stamp and signature):
+            raise DeliveryRefused(HTTP_UNAUTHORIZED, f"unsigned: send {KEY_ID_HEADER}, {TIMESTAMP_HEADER} and "
+                                                     f"{SIGNATURE_HEADER}")
+        try:
+            timestamp, raw_signature = int(stamp), base64.b64decode(signature, validate=True)
+        except (ValueError, binascii.Error) as error:
+            raise DeliveryRefused(HTTP_UNAUTHORIZED, f"malformed {TIMESTAMP_HEADER} or {SIGNATURE_HEADER}") from error
+        if abs(self._clock() - timestamp) > MAX_CLOCK_SKEW_S:
+            raise DeliveryRefused(HTTP_UNAUTHORIZED, f"{TIMESTAMP_HEADER} is more than {MAX_CLOCK_SKEW_S} s from "
+                                                     "the worker's clock")
+        tenant_key = await self.tenant_keys.get(key_id=key_id)
+        if tenant_key is None or tenant_key.revoked_at is not None:
+            raise DeliveryRefused(HTTP_UNAUTHORIZED, f"key {key_id} is not a registered, unrevoked tenant key")
+        try:
+            Ed25519PublicKey.from_public_bytes(tenant_key.public_key).verify(
+                raw_signature, request_signing_bytes(method, path, timestamp))
+        except InvalidSignature as error:
+            raise DeliveryRefused(HTTP_UNAUTHORIZED, f"the signature of key {key_id} does not match the request") \
+                from error
+        return tenant_key.tenant_id
