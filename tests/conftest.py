@@ -72,8 +72,10 @@ def stack_settings(embedded_stack, tmp_path_factory) -> Settings:
         consumer_group=f"voxflow-test-{uuid.uuid4().hex[:8]}",
         watermark_key_hex="11" * 32,
         audit_key_hex="22" * 32,
-        # the modules share one database, so one tenant's window counts every module's requests
+        # the modules share one database, so one tenant's window counts every module's requests; the fault
+        # tests send 100 requests for one voice (test_pipeline and test_abuse set lower limits of their own)
         synthesis_rate_limit=1000,
+        voice_synthesis_rate_limit=1000,
         synthesis_rate_window_s=60,
         # delivery, consent and audit are the point here, not voices: the fastest engine, no style fits
         # (tests/integration/test_voice_tiers.py runs Kokoro and the refined tier)
