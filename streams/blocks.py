@@ -11,7 +11,6 @@ permission away), and audit records and anomalies are never refused: they are ho
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -20,6 +19,7 @@ from schemas import events
 from schemas.envelope import Event
 from streams.context import StageContext
 from streams.handlers.adaptation import fail_adaptation
+from streams.handlers.common import stopped_synthesis_failure
 from streams.handlers.refinement import fail_refinement
 from streams.handlers.synthesis import fail_synthesis
 
@@ -117,10 +117,7 @@ async def _stop_synthesis(event: events.SynthesisChunkRequested | events.Synthes
         reason = synthesis["reason"]  # a redelivery re-sends the same failure
     else:
         return []  # it already ended for another reason
-    return [events.SynthesisFailed(
-        event_id=uuid.uuid5(event.synthesis_id, "synthesis.failed:blocked"), tenant_id=event.tenant_id,
-        voice_id=event.voice_id, correlation_id=event.correlation_id, causation_id=event.event_id,
-        synthesis_id=event.synthesis_id, reason=reason)]
+    return [stopped_synthesis_failure(event, event.synthesis_id, BLOCKED, reason)]
 
 
 async def _refuse_detection(event: events.WatermarkDetectionRequested, context: StageContext,

@@ -133,11 +133,8 @@ async def _protected_voice_alert(event: AdaptationRequested, context: StageConte
     """Samples that sound like a protected voice, uploaded under another voice id, are an impersonation attempt."""
     closest = await context.repos.profiles.closest_protected_voice(embedding=profile.embedding,
                                                                   other_than=event.voice_id)
-    if closest is None or closest[1] < context.limits.protected_voice_min_similarity:
-        return None
-    detail = f"the samples sound like protected voice {closest[0]!r} (similarity {closest[1]:.2f})"
-    return event.follow_up(AnomalyDetected, kind="protected_voice", severity="critical", detail=detail,
-                           action="blocked")
+    return _look_alike_alert(event, closest, context.limits.protected_voice_min_similarity, "protected_voice",
+                             "protected voice {voice!r}")
 
 
 async def _another_tenants_voice_alert(event: AdaptationRequested, context: StageContext, profile) -> Event | None:
@@ -147,11 +144,18 @@ async def _another_tenants_voice_alert(event: AdaptationRequested, context: Stag
         return None
     closest = await context.repos.profiles.closest_voice_of_another_tenant(embedding=profile.embedding,
                                                                           tenant_id=event.tenant_id)
-    if closest is None or closest[1] < context.limits.cross_tenant_min_similarity:
+    return _look_alike_alert(event, closest, context.limits.cross_tenant_min_similarity, "cross_tenant_voice",
+                             "voice {voice!r} of another tenant")
+
+
+def _look_alike_alert(event: AdaptationRequested, closest: tuple[str, float] | None, threshold: float, kind: str,
+                      whose: str) -> Event | None:
+    """A critical, blocking anomaly when the nearest voice (id, cosine) is at least ``threshold`` alike."""
+    if closest is None or closest[1] < threshold:
         return None
-    detail = f"the samples sound like voice {closest[0]!r} of another tenant (similarity {closest[1]:.2f})"
-    return event.follow_up(AnomalyDetected, kind="cross_tenant_voice", severity="critical", detail=detail,
-                           action="blocked")
+    voice, similarity = closest
+    detail = f"the samples sound like {whose.format(voice=voice)} (similarity {similarity:.2f})"
+    return event.follow_up(AnomalyDetected, kind=kind, severity="critical", detail=detail, action="blocked")
 
 
 async def _load_sample(context: StageContext, key: str) -> tuple[np.ndarray, int]:

@@ -64,7 +64,12 @@ async def stopped_by_revocation(event: Event, synthesis, context: StageContext) 
 
 
 def _revocation_failure(event: Event, synthesis, reason: str) -> SynthesisFailed:
-    synthesis_id = synthesis["synthesis_id"]
-    return SynthesisFailed(event_id=uuid.uuid5(synthesis_id, "synthesis.failed:consent-revoked"),
+    return stopped_synthesis_failure(event, synthesis["synthesis_id"], "consent-revoked", reason)
+
+
+def stopped_synthesis_failure(event: Event, synthesis_id: uuid.UUID, cause: str, reason: str) -> SynthesisFailed:
+    """The failure of an accepted synthesis stopped midway (``cause``: why, e.g. "blocked"), under one event id
+    per request and cause: whichever stage notices first, and every redelivery, sends the same one."""
+    return SynthesisFailed(event_id=uuid.uuid5(synthesis_id, f"synthesis.failed:{cause}"),
                            tenant_id=event.tenant_id, voice_id=event.voice_id, correlation_id=event.correlation_id,
                            causation_id=event.event_id, synthesis_id=synthesis_id, reason=reason)
