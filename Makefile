@@ -4,7 +4,8 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-SYSTEM_TOOLS := espeak-ng ffmpeg npm
+# chromium: the analysis report's browser check (tests/integration/test_analysis_report.py)
+SYSTEM_TOOLS := espeak-ng ffmpeg npm chromium
 
 .PHONY: install system-deps demo test test-unit bench-cloning bench-pipeline bench-studio bench-broker bench-watermark bench-load schemas clean
 
@@ -39,9 +40,10 @@ test: install
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
 
-# docs/schemas for readers, voxflow/schemas inside the client package for producers in other languages
+# docs/schemas (and an example of every event in docs/examples) for readers, voxflow/schemas inside the client
+# package for producers in other languages
 schemas: install
-	$(BIN)/voxflow schemas export docs/schemas
+	$(BIN)/voxflow schemas export docs/schemas --examples docs/examples
 	$(BIN)/voxflow schemas export voxflow/schemas
 
 clean:

@@ -1,6 +1,6 @@
 """Load: how much one worker takes, whether a second one helps, and how fast the voice search is.
 
-    .venv/bin/python bench/load.py [--quick] [--out bench/results/load.json]
+    .venv/bin/python bench/load.py [--quick] [--only PARTS] [--out bench/results/load.json]
 
 Starts a private embedded stack (rclone S3, Tansu on it, PostgreSQL with pgvector) in a temporary
 directory. Workers run as `voxflow worker --stages ...` processes of their own, one consumer group for
@@ -15,16 +15,18 @@ the fastest engine (espeak-ng + WORLD: the voices are not the point here), with 
   (2 × 10 s of real speech per voice) and consents are decided first, then every adaptation request is
   sent at once: request → the last voice.ready, and the worker's peak resident memory (VmHWM).
 - `synthesis_requests_per_s_1_worker` / `_2_workers`: a backlog of requests for a 3 s sentence, spread
-  over voices on every partition, through `synthesis,watermark` workers; `scale_out_ratio` is 2 over 1.
+  over voices on every partition, through `synthesis,watermark,scoring` workers, from the first request
+  to the last output scored (the work a worker must keep up with); `scale_out_ratio` is 2 over 1.
 - `synthesis_latency_p50/p95/p99_s`: one worker at a steady rate of half its measured throughput;
-  request → completed as the watermark stage reports it (`latency_s`, scoring included).
+  request → completed as the watermark stage reports it (`latency_s`; the scores follow in synthesis.scored).
 - `voice_search_p95_ms`: profiles of protected voices with random unit embeddings, loaded with COPY, the
   HNSW index of migration 0007 built on them, then `ProfileRepository.closest_protected_voice` timed
   from the client; queries are stored embeddings with noise (cosine ≈ 0.8), answers checked against
   the exact nearest neighbour (`voice_search_recall_at_1`), the plan checked for the index.
 - `broker_s3_vs_memory_produce_ratio`: reused from bench/results/broker.json (`make bench-broker`).
 
-`--quick` runs every part at reduced sizes (a few minutes on 2 cores).
+`--quick` runs every part at reduced sizes (a few minutes on 2 cores); `--only control,synthesis` runs those
+parts and keeps the other figures from the `--out` file (named in `details.kept_from_previous_run`).
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ TENANT = "bench-load"
 PARTITIONS = 4
 # About 3 s of espeak-ng speech, one sentence: one chunk per request.
 SENTENCE = "The museum opens at nine in the morning on weekdays."
+SYNTHESIS_STAGES = ["synthesis", "watermark", "scoring"]
 LATENCY_LOAD = 0.5  # the steady rate, as a share of one worker's measured throughput
 SAMPLE_SECONDS = 10.0
 SAMPLES_PER_VOICE = 2
@@ -97,6 +100,7 @@ WORKER_STOP_TIMEOUT_S = 30.0
 RESULT_TIMEOUT_S = 900.0
 EFFECT_POLL_S = 0.05
 SCALE_OUT_WARM_UP_ROUNDS = 5
+PARTS = ("control", "adaptation", "synthesis", "voice_search")
 INDEX_BUILD_MEMORY = "1GB"  # the 100,000-vector graph fits in memory: built in one pass, not spilled
 
 
@@ -176,7 +180,7 @@ class WorkerProcess:
 
     def handler_mean_ms(self) -> dict[str, float]:
         """Mean time of one handled message (inbox, handler, publishing, marking done) per stage and event type."""
-        url = re.search(r"serving /metrics and /health on (\S+)", self.log()).group(1)
+        url = re.search(r"serving /metrics\b.* on (\S+)", self.log()).group(1)
         text = urllib.request.urlopen(f"{url.rstrip('/')}/metrics", timeout=10).read().decode()
         sums, counts = {}, {}
         for family in text_string_to_metric_families(text):
@@ -325,7 +329,7 @@ async def measure_synthesis(settings: Settings, sizes: Sizes, voices: list[str],
     async with client_session(settings, with_store=False) as session, \
             ResultWatcher(settings.kafka_bootstrap, RESULTS) as results:
         run = SynthesisRun(session.publisher, results, voices)
-        with WorkerProcess(settings, ["synthesis", "watermark"], "synthesis-a", directory) as one:
+        with WorkerProcess(settings, SYNTHESIS_STAGES, "synthesis-a", directory) as one:
             await one.started()
             await run.warm_up([one])
             cpu_before = one.cpu_s()
@@ -334,8 +338,8 @@ async def measure_synthesis(settings: Settings, sizes: Sizes, voices: list[str],
             load_1_worker = _load_average()
             steady = await run.steady(one_worker["requests_per_s"] * LATENCY_LOAD, sizes.latency_requests)
             handler_ms = one.handler_mean_ms()
-        with WorkerProcess(settings, ["synthesis", "watermark"], "synthesis-b", directory) as first, \
-                WorkerProcess(settings, ["synthesis", "watermark"], "synthesis-c", directory) as second:
+        with WorkerProcess(settings, SYNTHESIS_STAGES, "synthesis-b", directory) as first, \
+                WorkerProcess(settings, SYNTHESIS_STAGES, "synthesis-c", directory) as second:
             await asyncio.gather(first.started(), second.started())
             partitions = await run.warm_up([first, second])
             two_workers = await run.throughput(sizes.synthesis_requests)
@@ -373,13 +377,19 @@ class SynthesisRun:
                 for voice_id in itertools.islice(itertools.cycle(self.voices), count)]
 
     async def _outcomes(self, requests: list[SynthesisRequested]) -> list:
+        """The requests' endings, once every completed output was scored too (no scoring left for the next phase)."""
         wanted = {r.synthesis_id for r in requests}
         outcomes = await self.results.wait_until(
             lambda e: e.type in {"synthesis.completed", "synthesis.failed"} and e.synthesis_id in wanted,
             len(wanted), timeout_s=RESULT_TIMEOUT_S)
         if len(outcomes) < len(wanted):
             raise SystemExit(f"{len(wanted) - len(outcomes)} of {len(wanted)} syntheses did not end in time")
-        return outcomes
+        completed = {e.synthesis_id for e in outcomes if e.type == "synthesis.completed"}
+        scored = await self.results.wait_until(lambda e: e.type == "synthesis.scored" and e.synthesis_id in completed,
+                                               len(completed), timeout_s=RESULT_TIMEOUT_S)
+        if len(scored) < len(completed):
+            raise SystemExit(f"{len(completed) - len(scored)} of {len(completed)} outputs were not scored in time")
+        return outcomes + scored
 
     async def warm_up(self, workers: list[WorkerProcess]) -> dict[str, list[int]]:
         """One request per voice until every worker handled synthesis messages (the group settled)."""
@@ -398,7 +408,7 @@ class SynthesisRun:
         await asyncio.gather(*(self.publisher.publish(r) for r in requests))
         outcomes = await self._outcomes(requests)
         started = min(r.occurred_at for r in requests)
-        ended = max(e.occurred_at for e in outcomes)
+        ended = max(e.occurred_at for e in outcomes)  # the last output scored
         return {"requests_per_s": round(count / (ended - started).total_seconds(), 3),
                 "failed": _failures(outcomes)}
 
@@ -558,25 +568,31 @@ async def prepare(settings: Settings) -> None:
     await register_tenant(settings, TENANT)
 
 
-async def run(settings: Settings, sizes: Sizes, directory: Path) -> dict:
+async def run(settings: Settings, sizes: Sizes, directory: Path, parts: list[str]) -> dict:
     await prepare(settings)
     # a shared machine's load moves between phases: the 1- and 2-worker figures are only comparable at a like load
-    load_after = {}
+    load_after, figures = {}, {}
     async with ResultWatcher(settings.kafka_bootstrap, DEAD_LETTER) as dead_letters:
-        figures = await measure_control(settings, sizes, directory)
-        load_after["control"] = _load_average()
-        _say(figures, "control_events_per_s")
+        if "control" in parts:
+            figures |= await measure_control(settings, sizes, directory)
+            load_after["control"] = _load_average()
+            _say(figures, "control_events_per_s")
         voices = voices_on_every_partition(sizes.adaptations, "load-voice")
-        figures |= await measure_adaptation(settings, voices, directory)
-        load_after["adaptation"] = _load_average()
-        _say(figures, "adaptation_total_s", "adaptation_peak_memory_mb")
-        figures |= await measure_synthesis(settings, sizes, voices[:sizes.synthesis_voices], directory)
-        load_after["synthesis"] = _load_average()
-        _say(figures, "synthesis_requests_per_s_1_worker", "synthesis_requests_per_s_2_workers", "scale_out_ratio",
-             "synthesis_latency_p50_s", "synthesis_latency_p95_s", "synthesis_latency_p99_s")
-        figures |= await measure_voice_search(settings, sizes)
-        load_after["voice_search"] = _load_average()
-        _say(figures, "voice_search_p95_ms", "voice_search_recall_at_1", "voice_search_uses_hnsw_index")
+        if "adaptation" in parts:
+            figures |= await measure_adaptation(settings, voices, directory)
+            load_after["adaptation"] = _load_average()
+            _say(figures, "adaptation_total_s", "adaptation_peak_memory_mb")
+        if "synthesis" in parts:
+            if "adaptation" not in parts:  # the voices spoken with, not measured
+                await measure_adaptation(settings, voices[:sizes.synthesis_voices], directory)
+            figures |= await measure_synthesis(settings, sizes, voices[:sizes.synthesis_voices], directory)
+            load_after["synthesis"] = _load_average()
+            _say(figures, "synthesis_requests_per_s_1_worker", "synthesis_requests_per_s_2_workers", "scale_out_ratio",
+                 "synthesis_latency_p50_s", "synthesis_latency_p95_s", "synthesis_latency_p99_s")
+        if "voice_search" in parts:
+            figures |= await measure_voice_search(settings, sizes)
+            load_after["voice_search"] = _load_average()
+            _say(figures, "voice_search_p95_ms", "voice_search_recall_at_1", "voice_search_uses_hnsw_index")
         dead = await dead_letters.wait_until(lambda e: True, 10 ** 9, timeout_s=2.0)
     figures["dead_letters"] = [f"{e.original_topic}: {e.reason}: {e.error[:200]}" for e in dead]
     figures["load_average_1m_after"] = load_after
@@ -612,19 +628,32 @@ def report(figures: dict, sizes: Sizes) -> dict:
             "details": {k: v for k, v in figures.items() if k not in result and k != "adaptation_total_s"}}
 
 
+def figures_kept_from(previous: dict, parts: list[str]) -> dict:
+    """The figures of ``previous`` (a result this script wrote) for the parts not run again, named as ``run`` names them."""
+    figures = {**previous["details"],
+               **{k: v for k, v in previous.items() if k not in ("details", "goals", "sizes", "cpu_count")}}
+    figures["adaptation_total_s"] = figures.pop("adaptation_50_total_s")
+    figures["kept_from_previous_run"] = [part for part in PARTS if part not in parts]
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="every part at reduced sizes (a few minutes)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "load.json")
+    parser.add_argument("--only", type=lambda names: names.split(","), default=list(PARTS),
+                        help=f"comma-separated parts to run ({', '.join(PARTS)}); the others' figures are kept "
+                             "from --out")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
+    kept = {} if set(args.only) >= set(PARTS) else figures_kept_from(json.loads(args.out.read_text()), args.only)
     with tempfile.TemporaryDirectory(prefix="voxflow-bench-load-") as name:
         directory = Path(name)
         stack = EmbeddedStack(directory / "stack", broker_port=free_port(), postgres_port=free_port(),
                               s3_port=free_port())
         stack.up()
         try:
-            figures = asyncio.run(run(bench_settings(directory, stack), sizes, directory))
+            figures = kept | asyncio.run(run(bench_settings(directory, stack), sizes, directory, args.only))
         finally:
             stack.down()
     result = report(figures, sizes)

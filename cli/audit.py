@@ -116,9 +116,18 @@ def schemas() -> None:
 
 @schemas.command("export")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-def schemas_export(directory: Path) -> None:
+@click.option("--examples", "examples_directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write an example event of every type here (`<type>.json`), each valid against its model.")
+def schemas_export(directory: Path, examples_directory: Path | None) -> None:
     """Write JSON Schema for every event type (for producers in other languages)."""
     from schemas import export_json_schemas
+    from schemas.examples import ExampleRefused, export_examples
 
-    for path in export_json_schemas(directory):
+    written = export_json_schemas(directory)
+    if examples_directory is not None:
+        try:
+            written += export_examples(examples_directory)
+        except ExampleRefused as error:
+            raise click.ClickException(str(error)) from error
+    for path in written:
         click.echo(str(path))

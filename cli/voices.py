@@ -94,18 +94,127 @@ def voice_erase(settings: Settings, voice_id: str, tenant_id: str, key_file: Pat
 
 @main.command()
 @click.argument("audio", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--compare", "compare_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Another recording: is it the same speaker?")
+@click.option("--voice", "voice_id", default=None, help="A voice on the stack (its newest profile): is this its speaker?")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where the HTML report goes (default DATA_DIR/analyses/AUDIO-NAME.html).")
+@click.option("--open", "open_report", is_flag=True, help="Open the report in the default browser.")
+@click.option("--json/--summary", "as_json", default=True, show_default=True,
+              help="One JSON object (speech_s, snr_db, clipping_ratio, dnsmos, f0_range_hz, speaking_rate, "
+                   "suggestions, watermark, authenticity, report, …) or readable lines.")
 @click.pass_obj
-def analyze(settings: Settings, audio: Path) -> None:
-    """Quality-gate a file locally, check it for a voxflow watermark and validate its content credentials (C2PA)."""
-    from infra.provenance_keys import provenance_trust_anchors
-    from processors.scoring.analysis import analyze_audio
-    from processors.trust.provenance import MIME_TYPE_BY_SUFFIX, UNKNOWN_MIME_TYPE, read_provenance
+def analyze(settings: Settings, audio: Path, compare_file: Path | None, voice_id: str | None,
+            report_file: Path | None, open_report: bool, as_json: bool) -> None:
+    """Analyse a recording locally with the ingest gate's models: quality, pitch, speaking rate, advice, voxflow
+    watermark, synthetic-speech score and content credentials (C2PA), and with --compare or --voice a same-speaker
+    verdict. Writes an HTML report with the waveform, spectrogram, pitch and (comparing) the voices' embeddings."""
+    import webbrowser
 
-    data = audio.read_bytes()
-    report = analyze_audio(data, settings.watermark_key())
-    mime_type = MIME_TYPE_BY_SUFFIX.get(audio.suffix.lower(), UNKNOWN_MIME_TYPE)
-    report["provenance"] = read_provenance(data, mime_type, provenance_trust_anchors(settings)).to_dict()
-    echo_json(report)
+    from infra.provenance_keys import provenance_trust_anchors
+    from processors.errors import ProcessorError
+    from processors.scoring.analysis import analyze_recording
+    from processors.trust.provenance import MIME_TYPE_BY_SUFFIX, UNKNOWN_MIME_TYPE
+
+    if compare_file is not None and voice_id is not None:
+        raise click.UsageError("compare with --compare FILE or --voice ID, not both")
+    models = _analysis_models()
+    try:
+        compared = _compared_voice(settings, models.encoder, compare_file, voice_id)
+        analysis = analyze_recording(
+            audio.read_bytes(), settings.watermark_key(), models, compared=compared,
+            neighbours=_stock_voice_embeddings() if compared else None,
+            mime_type=MIME_TYPE_BY_SUFFIX.get(audio.suffix.lower(), UNKNOWN_MIME_TYPE),
+            trust_anchors_pem=provenance_trust_anchors(settings))
+    except ProcessorError as error:
+        raise click.ClickException(str(error)) from error
+    report_path = report_file or settings.data_dir / "analyses" / f"{audio.stem}.html"
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(analysis.report_html(f"Analysis of {audio.name}"), encoding="utf-8")
+    findings = {**analysis.findings, "provenance": analysis.findings["authenticity"]["content_credentials"],
+                "report": str(report_path.resolve())}
+    if as_json:
+        echo_json(findings)
+    else:
+        click.echo(_analysis_summary(findings))
+    if open_report:
+        webbrowser.open(report_path.resolve().as_uri())
+
+
+def _analysis_models():
+    """The ingest gate's VAD and DNSMOS where installed (else the energy detector, no DNSMOS), and the encoder."""
+    from processors.audio.vad import SpeechDetector
+    from processors.errors import ProcessorError
+    from processors.scoring.analysis import AnalysisModels
+    from processors.scoring.quality import DnsmosEstimator
+    from processors.voice.speaker import SpeakerEncoder
+
+    def optional(load):
+        try:
+            return load()
+        except ProcessorError:
+            return None
+
+    return AnalysisModels(vad=optional(SpeechDetector), dnsmos=optional(DnsmosEstimator), encoder=SpeakerEncoder())
+
+
+def _compared_voice(settings: Settings, encoder, compare_file: Path | None, voice_id: str | None):
+    import numpy as np
+
+    from processors.scoring.analysis import ComparedVoice, embed_recording
+
+    if compare_file is not None:
+        return ComparedVoice(label=compare_file.name, embedding=embed_recording(compare_file.read_bytes(), encoder))
+    if voice_id is None:
+        return None
+    from infra.repositories import ProfileRepository, VoiceRepository
+    from streams.session import database
+
+    async def stored_embedding():
+        async with database(settings) as pool:
+            voice = await VoiceRepository(pool).get_voice(voice_id=voice_id)
+            if voice is None:
+                return None
+            # the embedding column is readable without opening the sealed profile
+            return await ProfileRepository(pool, sealer=None).latest_embedding(voice_id=voice_id,
+                                                                              tenant_id=voice["tenant_id"])
+
+    embedding = run_async(stored_embedding())
+    if embedding is None:
+        raise click.ClickException(f"no voice {voice_id!r} with a profile (erased, or not adapted yet)")
+    return ComparedVoice(label=voice_id, embedding=np.asarray(embedding, dtype=np.float32))
+
+
+def _stock_voice_embeddings() -> dict:
+    """Kokoro's stock voices, the crowd the report places the voices among; none where they are not installed."""
+    from processors.errors import ProcessorError
+    from streams.context import VoiceModels
+
+    try:
+        stock = VoiceModels().stock_voices
+    except (InfraError, ProcessorError):
+        return {}
+    return dict(zip(stock.names, stock.embeddings))
+
+
+def _analysis_summary(findings: dict) -> str:
+    f0_range = findings["f0_range_hz"]
+    lines = [
+        f"speech {findings['speech_s']:.1f} s of {findings['duration_s']:.1f} s ({findings['vad']}), "
+        f"SNR {findings['snr_db']:.0f} dB, clipped {findings['clipping_ratio']:.2%}, DNSMOS {findings['dnsmos']}",
+        f"pitch {f'{f0_range[0]:.0f}-{f0_range[1]:.0f} Hz' if f0_range else 'none'}, "
+        f"speaking rate {findings['speaking_rate']} syllables/s",
+        f"voxflow watermark: {'found' if findings['watermark']['detected'] else 'none'}; synthetic speech "
+        f"probability {findings['synthetic_speech']['probability']}; content credentials "
+        f"{findings['provenance']['status']}",
+    ]
+    if "comparison" in findings:
+        comparison = findings["comparison"]
+        lines.append(f"same speaker as {comparison['compared']}? {comparison['verdict']} "
+                     f"(score {comparison['score']:.3f}, threshold {comparison['threshold']:.3f})")
+    lines += [f"suggestion: {suggestion}" for suggestion in findings["suggestions"]]
+    lines.append(f"report: {findings['report']}")
+    return "\n".join(lines)
 
 
 @main.command()
@@ -134,6 +243,7 @@ def analyze(settings: Settings, audio: Path) -> None:
 def clone(references, texts, language, out_file, out_dir, engine, tier, steps, speed, pitch_semitones, energy_db,
           emotion, piper_voice, as_json) -> None:
     """Clone a voice locally, without the stack (no consent gate: only for voices you may use)."""
+    from cli.progress import ProgressDisplay
     from infra.cloning import clone_locally
     from processors.errors import ProcessorError
     from processors.synthesis.engine import SynthesisControls
@@ -141,11 +251,12 @@ def clone(references, texts, language, out_file, out_dir, engine, tier, steps, s
     outputs = _clone_outputs(texts, out_file, out_dir)
     try:
         controls = SynthesisControls(speed=speed, pitch_semitones=pitch_semitones, energy_db=energy_db, emotion=emotion)
-        report = clone_locally(
-            [path.read_bytes() for path in references], list(texts), outputs, engine=engine, tier=tier, steps=steps,
-            language=language, controls=controls, piper_voice=piper_voice, score=as_json,
-            on_progress=None if as_json else _fit_progress_printer(),
-        )
+        with ProgressDisplay("fitting the voice") as progress:
+            report = clone_locally(
+                [path.read_bytes() for path in references], list(texts), outputs, engine=engine, tier=tier,
+                steps=steps, language=language, controls=controls, piper_voice=piper_voice, score=as_json,
+                on_progress=None if as_json else progress.fit_callback(),
+            )
     except (ProcessorError, InfraError) as error:
         raise click.ClickException(str(error)) from error
     if as_json:
@@ -163,10 +274,3 @@ def _clone_outputs(texts, out_file: Path | None, out_dir: Path | None) -> list[P
             raise click.UsageError("several --text need --out-dir DIR")
         return [out_file]
     return [out_dir / f"{index:02d}.wav" for index in range(1, len(texts) + 1)]
-
-
-def _fit_progress_printer():
-    def show(step: int, steps: int, similarity: float) -> None:
-        click.echo(f"fitting the voice: step {step}/{steps}, similarity {similarity:.3f}", err=True)
-
-    return show

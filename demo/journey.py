@@ -99,11 +99,13 @@ async def _journey(settings: Settings, out_dir: Path) -> dict:
         outcomes = await results.wait_for(correlation_id, {"synthesis.completed", "synthesis.failed"},
                                           len(REQUESTS), timeout_s=600)
         completed = [e for e in outcomes if e.type == "synthesis.completed"]
+        # each output is scored after its completion
+        scored = await results.wait_for(correlation_id, {"synthesis.scored"}, len(completed), timeout_s=600)
         first_chunks = await results.wait_for(correlation_id, {"synthesis.chunk_ready"}, 0, timeout_s=0)
         outputs = await _fetch_outputs(session.store, completed, out_dir)
         audit = await _settled_audit(settings)
         tiers = await _adaptation_outcomes(results, correlation_id)
-    return _summary(settings, voice_id, ready, tiers, outcomes, completed, outputs, audit,
+    return _summary(settings, voice_id, ready, tiers, outcomes, completed, scored, outputs, audit,
                     [e for e in first_chunks if e.chunk_index == 0])
 
 
@@ -167,7 +169,7 @@ async def _settled_audit(settings: Settings, *, timeout_s: float = 30.0):
     return await verify_audit_log(settings)
 
 
-def _summary(settings, voice_id, ready, tiers, outcomes, completed, outputs, audit, first_chunks) -> dict:
+def _summary(settings, voice_id, ready, tiers, outcomes, completed, scored, outputs, audit, first_chunks) -> dict:
     key = settings.watermark_key()
     held_out = reference_utterance(HELD_OUT_SECONDS, offset=len(SAMPLE_SECONDS))
     judges = _speaker_judges()
@@ -197,9 +199,9 @@ def _summary(settings, voice_id, ready, tiers, outcomes, completed, outputs, aud
         "median_rtf": _median([e.rtf for e in completed]),
         "speaker_similarity": _median(similarities["ge2e"]),
         "speaker_similarity_independent": _median(similarities.get("campplus", [])),
-        "speaker_similarity_to_profile": _median([e.speaker_similarity for e in completed]),
-        "median_word_error_rate": _median([e.word_error_rate for e in completed if e.word_error_rate is not None]),
-        "median_dnsmos": _median([e.dnsmos for e in completed if e.dnsmos is not None]),
+        "speaker_similarity_to_profile": _median([e.speaker_similarity for e in scored]),
+        "median_word_error_rate": _median([e.word_error_rate for e in scored if e.word_error_rate is not None]),
+        "median_dnsmos": _median([e.dnsmos for e in scored if e.dnsmos is not None]),
         "outputs": [str(p) for p in outputs],
     }
     summary["ok"] = (summary["syntheses_completed"] == len(REQUESTS) == summary["watermarks_detected"]

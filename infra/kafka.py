@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import AsyncIterator, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -51,11 +57,101 @@ async def list_topics(bootstrap: str) -> list[str]:
         await admin.close()
 
 
-class KafkaProducer:
-    """Sends and waits for the broker's acknowledgement, so nothing counts as published before it is."""
+# aiokafka logs through these (its client module through "aiokafka" itself); a logger's filter sees only
+# the records logged to it, not those its children pass up, so each one is named.
+AIOKAFKA_LOGGERS = ("aiokafka", "aiokafka.conn", "aiokafka.cluster", "aiokafka.consumer.consumer",
+                    "aiokafka.consumer.fetcher", "aiokafka.consumer.group_coordinator", "aiokafka.producer.producer",
+                    "aiokafka.producer.sender", "faust.transport.drivers.aiokafka")
+# What aiokafka says, once per attempt of each of its connections, while no broker answers. UnknownError is
+# Tansu's answer while its storage is gone.
+CONNECTION_FAILURE_SIGNS = ("KafkaConnectionError", "Unable connect to", "Unable to update metadata",
+                            "Unable to request metadata", "coordinator dead", "Heartbeat session expired",
+                            "NodeNotReadyError", "RequestTimedOutError", "UnknownError")
 
-    def __init__(self, bootstrap: str):
+
+class BrokerReachability(logging.Filter):
+    """One log line when the broker goes away and one when it is back, instead of aiokafka's line per attempt.
+
+    Installed on aiokafka's loggers, it turns their connection failures into the first line and quiets every
+    aiokafka warning while the broker is away (they are all that outage). ``regained()``, called on the next
+    acknowledged send or answered metadata request, writes the second.
+    """
+
+    def __init__(self, bootstrap: str, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
         self.bootstrap = bootstrap
+        self._clock = clock
+        self._lost_at: float | None = None
+        self._quieted = 0
+        self.failures_seen = 0
+
+    @property
+    def reachable(self) -> bool:
+        return self._lost_at is None
+
+    def lost(self, why: str) -> None:
+        if self._lost_at is not None:
+            return
+        self._lost_at, self._quieted = self._clock(), 0
+        log.warning("broker at %s unreachable since %s (%s); its clients retry quietly until it is back",
+                    self.bootstrap, datetime.now(timezone.utc).strftime("%H:%M:%S"), why)
+
+    def regained(self) -> None:
+        if self._lost_at is None:
+            return
+        away_s, self._lost_at = self._clock() - self._lost_at, None
+        log.warning("broker at %s back after %.0f s (%d client errors quieted meanwhile)", self.bootstrap, away_s,
+                    self._quieted)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        message = record.getMessage()
+        if any(sign in message for sign in CONNECTION_FAILURE_SIGNS):
+            self.failures_seen += 1
+            self.lost(message)
+        if self._lost_at is None:
+            return True
+        self._quieted += 1
+        return False
+
+    def install(self) -> None:
+        for name in AIOKAFKA_LOGGERS:
+            logging.getLogger(name).addFilter(self)
+
+    def uninstall(self) -> None:
+        for name in AIOKAFKA_LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+
+
+async def probe_while_unreachable(producer: "KafkaProducer", interval_s: float = 1.0) -> None:
+    """A metadata request every ``interval_s`` while the producer's broker counts as lost, so that its return
+    is noticed (and said) even when nothing is being sent.
+
+    An answer counts only if no client failed meanwhile: Tansu without its storage still answers metadata,
+    with an error per topic.
+    """
+    reachability = producer.reachability
+    while True:
+        await asyncio.sleep(interval_s)
+        if reachability is None or reachability.reachable:
+            continue
+        failures_before = reachability.failures_seen
+        with contextlib.suppress(BrokerUnavailable):
+            await producer.check()
+            if reachability.failures_seen == failures_before:
+                reachability.regained()
+
+
+class KafkaProducer:
+    """Sends and waits for the broker's acknowledgement, so nothing counts as published before it is.
+
+    With ``reachability``, each failed send marks the broker lost and each acknowledged one marks it back.
+    """
+
+    def __init__(self, bootstrap: str, reachability: BrokerReachability | None = None):
+        self.bootstrap = bootstrap
+        self.reachability = reachability
         # No linger: a stage awaits each outcome's acknowledgement before the next, so a 5 ms linger cost 10.4 ms
         # per send against 2.7-3.6 ms without (embedded broker); sends made at once still share batches.
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
@@ -76,14 +172,25 @@ class KafkaProducer:
         except MessageSizeTooLargeError as error:
             raise EventRefusedByBroker(f"{len(value)} bytes refused by {topic}: {error}") from error
         except KafkaError as error:  # timeouts, lost leaders, dropped connections: they clear up
+            self._lost(f"cannot publish to {topic}: {error}")
             raise BrokerUnavailable(f"cannot publish to {topic}: {error}") from error
+        self._regained()
 
     async def check(self) -> None:
         """A metadata request over the producer's connections; ``BrokerUnavailable`` when no broker answers."""
         try:
             await self._producer.client.fetch_all_metadata()
         except KafkaError as error:
+            self._lost(f"no metadata: {error}")
             raise BrokerUnavailable(f"no metadata from Kafka at {self.bootstrap}: {error}") from error
+
+    def _lost(self, why: str) -> None:
+        if self.reachability is not None:
+            self.reachability.lost(why)
+
+    def _regained(self) -> None:
+        if self.reachability is not None:
+            self.reachability.regained()
 
     async def __aenter__(self) -> "KafkaProducer":
         await self.start()
@@ -118,3 +225,83 @@ async def consume(bootstrap: str, topics: list[str], *, idle_timeout_s: float | 
                            list(record.headers or ()))
     finally:
         await consumer.stop()
+
+
+async def read_topics(bootstrap: str, topics: list[str], *, from_beginning: bool, follow: bool
+                      ) -> AsyncIterator[tuple[str, int, int, bytes | None, bytes, list[tuple[str, bytes]]]]:
+    """Yield (topic, partition, offset, key, value, headers) from each partition's start, or its end, without a group.
+
+    Without ``follow`` it stops once past the end offsets the partitions had when reading began, so the read
+    is bounded by what was there, not by how long the broker takes to answer. Whole fetched batches are
+    yielded: Tansu reports an end offset inside the last batch, and cutting there would lose its tail.
+    """
+    consumer = await _started_consumer(bootstrap)
+    try:
+        partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        consumer.assign(partitions)
+        await (consumer.seek_to_beginning if from_beginning else consumer.seek_to_end)(*partitions)
+        ends = None if follow else await consumer.end_offsets(partitions)
+        while follow or await _behind(consumer, ends):
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in records:
+                    yield (record.topic, record.partition, record.offset, record.key, record.value,
+                           list(record.headers or ()))
+    except KafkaError as error:
+        raise BrokerUnavailable(f"lost Kafka at {bootstrap} while reading {', '.join(topics)}: {error}") from error
+    finally:
+        await consumer.stop()
+
+
+async def _behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    return any([await consumer.position(partition) < end for partition, end in ends.items()])
+
+
+@dataclass(frozen=True)
+class PartitionOffsets:
+    """One partition's log span and how far a consumer group has committed in it (``committed`` None: never)."""
+
+    topic: str
+    partition: int
+    start_offset: int
+    end_offset: int
+    committed: int | None
+
+    @property
+    def lag(self) -> int | None:
+        return None if self.committed is None else max(self.end_offset - self.committed, 0)
+
+
+async def partition_offsets(bootstrap: str, topics: list[str], *, group_id: str) -> list[PartitionOffsets]:
+    """Every partition of ``topics`` (those that exist), with its start and end offsets and ``group_id``'s commit."""
+    consumer = await _started_consumer(bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    try:
+        await admin.start()
+        partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        starts = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
+        committed = await admin.list_consumer_group_offsets(group_id, partitions=partitions)
+    except KafkaError as error:
+        raise BrokerUnavailable(f"cannot read offsets from Kafka at {bootstrap}: {error}") from error
+    finally:
+        await admin.close()
+        await consumer.stop()
+    return [PartitionOffsets(tp.topic, tp.partition, starts[tp], ends[tp], _committed_offset(committed.get(tp)))
+            for tp in partitions]
+
+
+def _committed_offset(committed) -> int | None:
+    """The group's committed offset; Kafka answers -1 for a partition the group never committed in."""
+    return committed.offset if committed is not None and committed.offset >= 0 else None
+
+
+async def _started_consumer(bootstrap: str) -> AIOKafkaConsumer:
+    """A started consumer without a group, its metadata loaded (so ``partitions_for_topic`` knows every topic)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    try:
+        await consumer.start()
+        await consumer.topics()
+    except KafkaError as error:
+        await consumer.stop()
+        raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {error}") from error
+    return consumer

@@ -240,6 +240,16 @@ class ProfileRepository:
         return {"voice_id": row["voice_id"], "version": row["version"], "profile": profile,
                 "sample_ids": list(row["sample_ids"])}
 
+    async def latest_embedding(self, *, voice_id: str, tenant_id: str) -> list[float] | None:
+        """The speaker embedding of the voice's newest profile; None unless the voice is ``tenant_id``'s, not
+        erased, and has a profile."""
+        text = await self.pool.fetchval(
+            "SELECT p.embedding::text FROM voice_profiles p JOIN voices v USING (voice_id)"
+            " WHERE p.voice_id = $1 AND v.tenant_id = $2 AND v.erased_at IS NULL ORDER BY p.version DESC LIMIT 1",
+            voice_id, tenant_id,
+        )
+        return None if text is None else [float(v) for v in text.strip("[]").split(",")]
+
     async def closest_voice_of_another_tenant(self, *, embedding, tenant_id: str) -> tuple[str, float] | None:
         """The voice of a tenant other than ``tenant_id`` whose speaker embedding is nearest, with its cosine."""
         row = await self.pool.fetchrow(
@@ -380,14 +390,19 @@ class SynthesisRepository:
 
     async def mark_completed(
         self, *, synthesis_id: uuid.UUID, object_key: str, watermark_payload: str, latency_s: float, rtf: float,
-        duration_s: float, speaker_similarity: float | None, word_error_rate: float | None, dnsmos: float | None,
+        duration_s: float,
     ) -> None:
         await self.pool.execute(
             "UPDATE syntheses SET status = 'completed', object_key = $2, watermark_payload = $3, latency_s = $4,"
-            " rtf = $5, duration_s = $6, speaker_similarity = $7, word_error_rate = $8, dnsmos = $9,"
-            " completed_at = now() WHERE synthesis_id = $1",
-            synthesis_id, object_key, watermark_payload, latency_s, rtf, duration_s, speaker_similarity,
-            word_error_rate, dnsmos,
+            " rtf = $5, duration_s = $6, completed_at = now() WHERE synthesis_id = $1",
+            synthesis_id, object_key, watermark_payload, latency_s, rtf, duration_s,
+        )
+
+    async def record_scores(self, *, synthesis_id: uuid.UUID, speaker_similarity: float | None,
+                            word_error_rate: float | None, dnsmos: float | None) -> None:
+        await self.pool.execute(
+            "UPDATE syntheses SET speaker_similarity = $2, word_error_rate = $3, dnsmos = $4 WHERE synthesis_id = $1",
+            synthesis_id, speaker_similarity, word_error_rate, dnsmos,
         )
 
     async def mark_failed(self, *, synthesis_id: uuid.UUID, reason: str) -> None:
@@ -422,6 +437,37 @@ class SynthesisRepository:
         return [row["requested_at"] for row in rows]
 
 
+class DubRepository:
+    """One row per dubbing request: accepted (its consent use claimed), then completed or failed."""
+
+    def __init__(self, pool: asyncpg.Pool | asyncpg.Connection):
+        self.pool = pool
+
+    async def record_request(self, *, dub_id: uuid.UUID, voice_id: str, tenant_id: str, requested_at: datetime,
+                             status: str, consent_id: uuid.UUID | None = None, reason: str | None = None) -> None:
+        await self.pool.execute(
+            "INSERT INTO dubs (dub_id, voice_id, tenant_id, consent_id, status, reason, requested_at)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (dub_id) DO NOTHING",
+            dub_id, voice_id, tenant_id, consent_id, status, reason, requested_at,
+        )
+
+    async def get(self, *, dub_id: uuid.UUID) -> asyncpg.Record | None:
+        return await self.pool.fetchrow("SELECT * FROM dubs WHERE dub_id = $1", dub_id)
+
+    async def mark_completed(self, *, dub_id: uuid.UUID, output_key: str, media_type: str, watermark_payload: str,
+                             duration_s: float, placements: list[dict[str, Any]], overflows: list[dict[str, Any]],
+                             latency_s: float) -> None:
+        await self.pool.execute(
+            "UPDATE dubs SET status = 'completed', output_key = $2, media_type = $3, watermark_payload = $4,"
+            " duration_s = $5, placements = $6, overflows = $7, latency_s = $8, completed_at = now()"
+            " WHERE dub_id = $1",
+            dub_id, output_key, media_type, watermark_payload, duration_s, placements, overflows, latency_s,
+        )
+
+    async def mark_failed(self, *, dub_id: uuid.UUID, reason: str) -> None:
+        await self.pool.execute("UPDATE dubs SET status = 'failed', reason = $2 WHERE dub_id = $1", dub_id, reason)
+
+
 class AnomalyRepository:
     def __init__(self, pool: asyncpg.Pool):
         self.pool = pool
@@ -434,6 +480,15 @@ class AnomalyRepository:
             "INSERT INTO anomalies (event_id, tenant_id, voice_id, kind, severity, action, detail, detected_at)"
             " VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (event_id) DO NOTHING",
             event_id, tenant_id, voice_id, kind, severity, action, detail, detected_at,
+        )
+
+    async def record_many(self, anomalies: list[dict[str, Any]]) -> None:
+        """``record`` for each of ``anomalies`` (its keyword arguments), in one statement."""
+        await self.pool.executemany(
+            "INSERT INTO anomalies (event_id, tenant_id, voice_id, kind, severity, action, detail, detected_at)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (event_id) DO NOTHING",
+            [(a["event_id"], a["tenant_id"], a["voice_id"], a["kind"], a["severity"], a["action"], a["detail"],
+              a["detected_at"]) for a in anomalies],
         )
 
 
@@ -467,6 +522,31 @@ class AuditRepository:
                 sequence, event_id, previous_hash, record_hash, record,
             )
             return AuditEntry(sequence, previous_hash, record_hash, record)
+
+    async def append_many(self, records: list[tuple[uuid.UUID, dict[str, Any]]]) -> list[AuditEntry]:
+        """Append (event id, record) pairs to the hash chain in the order given, under one lock and in one
+        insert; returns the entries appended. An event already in the chain, or earlier in ``records``, is
+        not appended again."""
+        async with _transaction(self.pool) as connection:
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_CHAIN_LOCK_ID)
+            chained = {row["event_id"] for row in await connection.fetch(
+                "SELECT event_id FROM audit_log WHERE event_id = ANY($1::uuid[])", [e for e, _ in records])}
+            last = await connection.fetchrow("SELECT sequence, record_hash FROM audit_log ORDER BY sequence DESC LIMIT 1")
+            sequence, previous_hash = (0, GENESIS_HASH) if last is None else (last["sequence"], last["record_hash"])
+            appended = []
+            for event_id, record in records:
+                if event_id in chained:
+                    continue
+                chained.add(event_id)
+                sequence += 1
+                record_hash = audit_record_hash(previous_hash, sequence, record, key=self.key)
+                appended.append((event_id, AuditEntry(sequence, previous_hash, record_hash, record)))
+                previous_hash = record_hash
+            await connection.executemany(
+                "INSERT INTO audit_log (sequence, event_id, previous_hash, record_hash, record) VALUES ($1,$2,$3,$4,$5)",
+                [(e.sequence, event_id, e.previous_hash, e.record_hash, e.record) for event_id, e in appended],
+            )
+            return [entry for _, entry in appended]
 
     async def entries(self, *, after_sequence: int = 0, limit: int | None = None) -> list[AuditEntry]:
         rows = await self.pool.fetch(
@@ -645,7 +725,7 @@ class ErasureRepository:
     """What erasing a voice removes from Postgres, in one transaction, and the report it leaves."""
 
     # children first: syntheses take their chunks with them
-    _TABLES = ("syntheses", "adaptation_jobs", "voice_profiles", "consents", "samples")
+    _TABLES = ("dubs", "syntheses", "adaptation_jobs", "voice_profiles", "consents", "samples")
 
     def __init__(self, pool: asyncpg.Pool | asyncpg.Connection):
         self.pool = pool
@@ -700,6 +780,20 @@ class InboxRepository:
             consumer, event_id,
         )
 
+    async def seen_among(self, *, consumer: str, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of ``event_ids`` the consumer already handled, in one query."""
+        rows = await self.pool.fetch(
+            "SELECT event_id FROM processed_events WHERE consumer = $1 AND event_id = ANY($2::uuid[])",
+            consumer, event_ids,
+        )
+        return {row["event_id"] for row in rows}
+
+    async def mark_all_processed(self, *, consumer: str, event_ids: list[uuid.UUID]) -> None:
+        await self.pool.execute(
+            "INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[]) ON CONFLICT DO NOTHING",
+            consumer, event_ids,
+        )
+
 
 @dataclass(frozen=True)
 class Repositories:
@@ -716,6 +810,7 @@ class Repositories:
     checkpoints: AuditCheckpointRepository
     blocks: BlockRepository
     erasures: ErasureRepository
+    dubs: DubRepository
     executor: asyncpg.Pool | asyncpg.Connection  # what the repositories above run their SQL on
 
     @classmethod
@@ -726,7 +821,8 @@ class Repositories:
             VoiceRepository(executor), SampleRepository(executor), ConsentRepository(executor),
             ProfileRepository(executor, sealer), AdaptationJobRepository(executor), SynthesisRepository(executor, sealer),
             AnomalyRepository(executor), AuditRepository(executor, audit_key), InboxRepository(executor), TenantKeyRepository(executor),
-            AuditCheckpointRepository(executor), BlockRepository(executor), ErasureRepository(executor), executor,
+            AuditCheckpointRepository(executor), BlockRepository(executor), ErasureRepository(executor),
+            DubRepository(executor), executor,
         )
 
     @asynccontextmanager

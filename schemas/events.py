@@ -335,11 +335,12 @@ class SynthesisChunkReady(Event):
 class SynthesisCompleted(Event):
     """The whole watermarked result is at `object_key`; `watermark_payload` (hex) traces it back.
 
-    Scores, over the leading chunks up to 30 s: `speaker_similarity` (cosine to the target voice), `word_error_rate` (Whisper tiny.en
-    against the requested text; null for other languages), `dnsmos` (overall MOS 1-5); null
-    where the scorer is not installed, and `speaker_similarity` null for speech too short to judge.
+    v2 comes before the output is scored: its scores arrive afterwards in `synthesis.scored`, and the
+    score fields here (v1 carried them) stay null.
     """
 
+    latest_schema_version: ClassVar[int] = 2  # v2 moved the scores to synthesis.scored; v1 events still parse
+    schema_version: int = 2
     type: Literal["synthesis.completed"] = "synthesis.completed"
     synthesis_id: uuid.UUID
     object_key: ObjectKey
@@ -357,6 +358,29 @@ class SynthesisCompleted(Event):
     def _key_is_the_tenants(self):
         require_own_key(self, self.object_key, "syntheses")
         return self
+
+
+class SynthesisScoringRequested(Event):
+    """The completed synthesis `synthesis_id` is to be scored (travels to the scoring stage, after the completion)."""
+
+    type: Literal["synthesis.scoring_requested"] = "synthesis.scoring_requested"
+    synthesis_id: uuid.UUID
+    sample_rate_hz: int
+
+
+class SynthesisScored(Event):
+    """Scores of a completed synthesis's output, over its leading chunks up to 30 s.
+
+    `speaker_similarity` (cosine to the target voice), `word_error_rate` (Whisper tiny.en against the
+    requested text; null for other languages), `dnsmos` (overall MOS 1-5); null where the scorer is not
+    installed, and `speaker_similarity` null for speech too short to judge.
+    """
+
+    type: Literal["synthesis.scored"] = "synthesis.scored"
+    synthesis_id: uuid.UUID
+    speaker_similarity: float | None = None
+    word_error_rate: float | None = None
+    dnsmos: float | None = None
 
 
 class SynthesisFailed(Event):
@@ -430,6 +454,191 @@ class WatermarkDetected(Event):
     synthetic_speech: SyntheticSpeechScore | None = Field(
         default=None, description="AASIST's synthetic-speech score; None when the audio could not be scored "
         "(too short, silent, or the model is not installed). Blind spot: WORLD resynthesis of real speech.")
+
+
+# --- analysis --------------------------------------------------------------------------------
+
+class AnalysisRequested(Event):
+    """Analyse the recording at `object_key` (the tenant's own: uploads, syntheses or checks): its quality as
+    ingest would judge it, pitch, speaking rate, advice, watermark and authenticity; given `compare_object_key`
+    (another of the tenant's recordings) or `compare_voice_id` (one of the tenant's voices), whether it is the
+    same speaker. The HTML report is fetched with `GET /v1/analyses/{analysis_id}/report`."""
+
+    type: Literal["analysis.requested"] = "analysis.requested"
+    analysis_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    object_key: ObjectKey = Field(min_length=1, max_length=1024)
+    compare_object_key: ObjectKey | None = Field(default=None, min_length=1, max_length=1024)
+    compare_voice_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+
+    @model_validator(mode="after")
+    def _keys_are_the_tenants(self):
+        if self.compare_object_key is not None and self.compare_voice_id is not None:
+            raise ValueError("compare with an object (compare_object_key) or a voice (compare_voice_id), not both")
+        for key in (self.object_key, self.compare_object_key):
+            if key is not None:
+                area = key.split("/", 1)[0]
+                require_own_key(self, key, area if area in DETECTION_AREAS else DETECTION_AREAS[-1], per_voice=False)
+        return self
+
+
+class WatermarkFinding(BaseModel):
+    """Whether the audio carries voxflow's watermark; `payload` (hex) names the synthesis that made it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    detected: bool
+    confidence: float
+    payload: str | None = None
+    reason: str | None = Field(default=None, description="why the audio could not be checked")
+
+
+class Authenticity(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    synthetic_speech: SyntheticSpeechScore | None = Field(
+        default=None, description="AASIST's score; None when the audio could not be scored (too short, silent). "
+        "Blind spot: WORLD resynthesis of real speech.")
+    content_credentials: ContentCredentials
+
+
+class SpeakerVerdict(BaseModel):
+    """Same speaker? `score` is `encoder`'s cosine between the two voices, `verdict` compares it with `threshold`,
+    calibrated as `calibration` says."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    compared: str = Field(description="the compared recording's file name (its key's last part) or voice id")
+    score: float
+    verdict: Literal["same", "different"]
+    threshold: float
+    encoder: str
+    calibration: str
+
+
+class AnalysisCompleted(Event):
+    """The recording's analysis; the HTML report (waveform, spectrogram, pitch, and for a comparison the voices
+    among Kokoro's stock voices) is sealed at `report_key`. `speaking_rate` is syllables per second of speech,
+    `f0_range_hz` the 5th-95th percentile of the voiced pitch, `dnsmos` the overall MOS (1-5), null without the
+    model; `accepted`/`reasons` say how ingest would judge it as a voice sample."""
+
+    type: Literal["analysis.completed"] = "analysis.completed"
+    analysis_id: uuid.UUID
+    duration_s: float
+    speech_s: float
+    snr_db: float
+    clipping_ratio: float
+    dnsmos: float | None = None
+    vad: str
+    f0_range_hz: list[float] | None = Field(default=None, min_length=2, max_length=2)
+    f0_median_hz: float | None = None
+    speaking_rate: float | None = None
+    accepted: bool
+    reasons: list[str] = []
+    suggestions: list[str] = []
+    watermark: WatermarkFinding
+    authenticity: Authenticity
+    comparison: SpeakerVerdict | None = None
+    report_key: ObjectKey
+
+    @model_validator(mode="after")
+    def _key_is_the_tenants(self):
+        require_own_key(self, self.report_key, "checks", per_voice=False)
+        return self
+
+
+class AnalysisFailed(Event):
+    type: Literal["analysis.failed"] = "analysis.failed"
+    analysis_id: uuid.UUID
+    reason: str
+
+
+# --- dubbing ---------------------------------------------------------------------------------
+
+class DubRequested(Event):
+    """Dub the video or audio at `media_key` in the voice, line by line from a timed script: inline
+    (`script_text`) or at `script_key`, in `script_format` (srt, vtt, or json: a list of {start, end, text,
+    language?} in seconds). Each line is spoken in its slot; `background` "duck" keeps the original sound
+    15 dB down under the lines, "replace" leaves only the new speech. The voice's consent must cover the
+    purpose "dubbing" and every language the script uses. Lip-sync is not attempted.
+    """
+
+    type: Literal["dub.requested"] = "dub.requested"
+    dub_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    media_key: ObjectKey = Field(min_length=1, max_length=1024)
+    script_format: Literal["srt", "vtt", "json"]
+    script_text: str | None = Field(default=None, min_length=1, max_length=500_000)
+    script_key: ObjectKey | None = Field(default=None, min_length=1, max_length=1024)
+    background: Literal["duck", "replace"] = "duck"
+    language: str = Field(default="en", min_length=2, max_length=16, description="the lines' language where a "
+                          "JSON segment names none")
+    engine: Literal["kokoro", "espeak", "piper"] | None = Field(default=None, description="null: the worker's setting")
+
+    @model_validator(mode="after")
+    def _one_script_in_the_tenants_keys(self):
+        if (self.script_text is None) == (self.script_key is None):
+            raise ValueError("give the script inline (script_text) or as an object (script_key), not both or neither")
+        require_own_key(self, self.media_key, "uploads")
+        require_own_key(self, self.script_key, "uploads")
+        return self
+
+
+class DubProgress(Event):
+    """A dub under way: `segments_done` of `segment_count` lines spoken, `percent` of the whole job done."""
+
+    type: Literal["dub.progress"] = "dub.progress"
+    dub_id: uuid.UUID
+    percent: float = Field(ge=0, le=100)
+    segments_done: int = Field(ge=0)
+    segment_count: int = Field(ge=1)
+
+
+class DubPlacement(BaseModel):
+    """Where line `segment_index` (0-based) was placed: speech from `start_s` to `end_s` of its slot
+    `slot_start_s`-`slot_end_s`, sped up by `tempo` (1.0: as spoken)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    segment_index: int = Field(ge=0)
+    slot_start_s: float
+    slot_end_s: float
+    start_s: float
+    end_s: float
+    tempo: float
+
+
+class DubOverflow(BaseModel):
+    """Line `segment_index` did not fit its slot even at the fastest tempo: `overflow_s` of speech were cut."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    segment_index: int = Field(ge=0)
+    overflow_s: float = Field(gt=0)
+
+
+class DubCompleted(Event):
+    """The dubbed media is at `output_key` (`media_type` video/mp4 for a video, audio/wav for audio), watermarked
+    (`watermark_payload`, hex) and carrying signed content credentials; fetch it with `GET /v1/dubs/{dub_id}/media`."""
+
+    type: Literal["dub.completed"] = "dub.completed"
+    dub_id: uuid.UUID
+    output_key: ObjectKey
+    media_type: Literal["video/mp4", "audio/wav"]
+    duration_s: float
+    placements: list[DubPlacement]
+    overflows: list[DubOverflow] = []
+    watermark_payload: str
+    latency_s: float
+
+    @model_validator(mode="after")
+    def _key_is_the_tenants(self):
+        require_own_key(self, self.output_key, "syntheses")
+        return self
+
+
+class DubFailed(Event):
+    type: Literal["dub.failed"] = "dub.failed"
+    dub_id: uuid.UUID
+    reason: str
 
 
 # --- operations ------------------------------------------------------------------------------
@@ -551,5 +760,5 @@ class DeadLettered(Event):
 # What upstream apps produce, signed by their tenant's key; every other type only a worker may sign.
 UPSTREAM_EVENTS: frozenset[type[Event]] = frozenset({
     SampleUploaded, ConsentGranted, ConsentRevoked, AdaptationRequested, SynthesisRequested,
-    WatermarkDetectionRequested, ErasureRequested,
+    WatermarkDetectionRequested, ErasureRequested, DubRequested, AnalysisRequested,
 })

@@ -20,6 +20,7 @@ from schemas.envelope import Event
 from streams.context import StageContext
 from streams.handlers.adaptation import fail_adaptation
 from streams.handlers.common import stopped_synthesis_failure
+from streams.handlers.dubbing import fail_dub
 from streams.handlers.refinement import fail_refinement
 from streams.handlers.synthesis import fail_synthesis
 
@@ -142,4 +143,5 @@ _REFUSALS: dict[type[Event], Refusal] = {
     events.SynthesisChunkRequested: _stop_synthesis,
     events.SynthesisProduced: _stop_synthesis,
     events.WatermarkDetectionRequested: _refuse_detection,
+    events.DubRequested: fail_dub,
 }

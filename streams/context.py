@@ -13,6 +13,7 @@ from infra.objectstore import ObjectStore
 from infra.provenance_keys import ProvenanceKeys
 from infra.refiner import StyleFit, SubprocessRefiner
 from infra.repositories import Repositories
+from processors.audio.media import FfmpegMediaEngine, MediaEngine
 from processors.constants import REFINEMENT_MAX_WER_INCREASE, REFINEMENT_STEPS
 from processors.trust.spoken_phrase import (DEFAULT_OPERATOR_NAME, DEFAULT_PHRASE_TEMPLATE, PhraseThresholds,
                                             consent_phrase)
@@ -202,6 +203,7 @@ class StageContext:
     provenance: ProvenanceKeys | None = None
     # the voices' data keys, which erasure destroys; the worker always gives them (handler tests may not)
     data_keys: KeyShredder | None = None
+    media: MediaEngine = field(default_factory=FfmpegMediaEngine)  # dubbing's containers: probe, extract, mux
 
     async def report_progress(self, event: Event) -> None:
         if self.progress is not None:

@@ -1,7 +1,7 @@
 """Output delivery: a tenant fetches its finished audio from a worker with a request signed by its key.
 
 Objects are sealed at rest, so an upstream app cannot read them from the bucket; a worker opens them
-for the tenant that owns them. ``GET /v1/syntheses/{id}/audio`` with ``voxflow-key-id``,
+for the tenant that owns them. ``GET /v1/syntheses/{id}/audio`` (and ``GET /v1/dubs/{id}/media``, ``GET /v1/analyses/{id}/report``) with ``voxflow-key-id``,
 ``voxflow-timestamp`` (unix seconds) and ``voxflow-signature`` (base64 Ed25519 over
 ``GET\\n{path}\\n{timestamp}``, processors/trust/signing.py ``request_signing_bytes``).
 """
@@ -13,15 +13,17 @@ import binascii
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from infra.errors import DataKeyDestroyed
+from infra.errors import DataKeyDestroyed, ObjectNotFound
 from infra.objectstore import ObjectStore
 from infra.repositories import TenantKey
 from processors.trust.signing import KEY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, request_signing_bytes
+from streams.handlers.analysis import analysis_report_key
 
 MAX_CLOCK_SKEW_S = 300  # a captured request stops working after this long
 HTTP_UNAUTHORIZED, HTTP_FORBIDDEN, HTTP_NOT_FOUND, HTTP_GONE = 401, 403, 404, 410
@@ -41,11 +43,23 @@ class Syntheses(Protocol):
     async def get(self, *, synthesis_id: uuid.UUID) -> dict[str, Any] | None: ...
 
 
+class Dubs(Protocol):
+    async def get(self, *, dub_id: uuid.UUID) -> Mapping[str, Any] | None: ...
+
+
+@dataclass(frozen=True)
+class DeliveredMedia:
+    data: bytes
+    media_type: str
+
+
 class OutputDelivery:
-    def __init__(self, syntheses: Syntheses, tenant_keys: TenantKeys, store: ObjectStore, *, clock=time.time):
+    def __init__(self, syntheses: Syntheses, tenant_keys: TenantKeys, store: ObjectStore, *, clock=time.time,
+                 dubs: Dubs | None = None):
         self.syntheses = syntheses
         self.tenant_keys = tenant_keys
         self.store = store
+        self.dubs = dubs
         self._clock = clock
 
     async def synthesis_audio(self, synthesis_id: str, path: str, headers: Mapping[str, str]) -> bytes:
@@ -65,6 +79,35 @@ class OutputDelivery:
             return await self.store.get(synthesis["object_key"])
         except DataKeyDestroyed as error:
             raise DeliveryRefused(HTTP_GONE, str(error)) from error
+
+    async def dub_media(self, dub_id: str, path: str, headers: Mapping[str, str]) -> DeliveredMedia:
+        """A completed dub's file (MP4 or WAV) for the tenant that signed the request; ``DeliveryRefused`` saying why not."""
+        tenant_id = await self._signing_tenant("GET", path, headers)
+        try:
+            dub = await self.dubs.get(dub_id=uuid.UUID(dub_id))
+        except ValueError:
+            dub = None
+        if dub is None:
+            raise DeliveryRefused(HTTP_NOT_FOUND, f"no dub {dub_id}")
+        if dub["tenant_id"] != tenant_id:
+            raise DeliveryRefused(HTTP_FORBIDDEN, f"dub {dub_id} belongs to another tenant")
+        if dub["status"] != "completed":
+            raise DeliveryRefused(HTTP_NOT_FOUND, f"dub {dub_id} is {dub['status']}, not completed")
+        try:
+            return DeliveredMedia(await self.store.get(dub["output_key"]), dub["media_type"])
+        except DataKeyDestroyed as error:
+            raise DeliveryRefused(HTTP_GONE, str(error)) from error
+
+    async def analysis_report(self, analysis_id: str, path: str, headers: Mapping[str, str]) -> bytes:
+        """The HTML report of one of the signing tenant's analyses; ``DeliveryRefused`` saying why not. The key is
+        the signing tenant's own, so another tenant's report is never reached, only not found."""
+        tenant_id = await self._signing_tenant("GET", path, headers)
+        try:
+            report_key = analysis_report_key(tenant_id, uuid.UUID(analysis_id))
+            return await self.store.get(report_key)
+        except (ValueError, ObjectNotFound) as error:
+            raise DeliveryRefused(HTTP_NOT_FOUND, f"no report of analysis {analysis_id} for tenant {tenant_id}") \
+                from error
 
     async def _signing_tenant(self, method: str, path: str, headers: Mapping[str, str]) -> str:
         key_id, stamp, signature = (headers.get(name) for name in (KEY_ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER))

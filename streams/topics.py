@@ -11,14 +11,17 @@ ADAPTATION = "voxflow.adaptation"
 REFINEMENT = "voxflow.refinement"
 SYNTHESIS = "voxflow.synthesis"
 WATERMARK = "voxflow.watermark"
+SCORING = "voxflow.scoring"
 ERASURE = "voxflow.erasure"
+DUBBING = "voxflow.dubbing"
+ANALYSIS = "voxflow.analysis"
 RESULTS = "voxflow.results"
 ANOMALIES = "voxflow.anomalies"
 AUDIT = "voxflow.audit"
 DEAD_LETTER = "voxflow.deadletter"
 
 ALL_TOPICS = (INGEST, CONSENT, ADAPTATION, REFINEMENT, SYNTHESIS, WATERMARK, ERASURE, RESULTS, ANOMALIES, AUDIT,
-              DEAD_LETTER)
+              DEAD_LETTER, DUBBING, ANALYSIS, SCORING)
 
 TOPIC_OF: dict[type[Event], str] = {
     events.SampleUploaded: INGEST,
@@ -30,7 +33,10 @@ TOPIC_OF: dict[type[Event], str] = {
     events.SynthesisChunkRequested: SYNTHESIS,
     events.SynthesisProduced: WATERMARK,
     events.WatermarkDetectionRequested: WATERMARK,
+    events.SynthesisScoringRequested: SCORING,
     events.ErasureRequested: ERASURE,
+    events.DubRequested: DUBBING,
+    events.AnalysisRequested: ANALYSIS,
     events.SampleAccepted: RESULTS,
     events.SampleRejected: RESULTS,
     events.ConsentVerified: RESULTS,
@@ -41,10 +47,16 @@ TOPIC_OF: dict[type[Event], str] = {
     events.AdaptationProgress: RESULTS,
     events.SynthesisChunkReady: RESULTS,
     events.SynthesisCompleted: RESULTS,
+    events.SynthesisScored: RESULTS,
     events.SynthesisFailed: RESULTS,
     events.WatermarkDetected: RESULTS,
     events.ErasureCompleted: RESULTS,
     events.ErasureFailed: RESULTS,
+    events.DubProgress: RESULTS,
+    events.DubCompleted: RESULTS,
+    events.DubFailed: RESULTS,
+    events.AnalysisCompleted: RESULTS,
+    events.AnalysisFailed: RESULTS,
     events.AnomalyDetected: ANOMALIES,
     events.AuditRecorded: AUDIT,
     events.AuditCheckpointed: AUDIT,

@@ -1,5 +1,6 @@
 """The worker's web server: ``GET /metrics`` (Prometheus text), ``GET /health`` (broker, Postgres, S3) and
-``GET /v1/syntheses/{id}/audio`` (a tenant's finished output, for a request signed by its key: streams/delivery.py)."""
+``GET /v1/syntheses/{id}/audio`` and ``GET /v1/dubs/{id}/media`` (a tenant's finished output, for a request signed by its key: streams/delivery.py),
+``GET /v1/analyses/{id}/report`` (a tenant's analysis report, HTML, signed the same way)."""
 
 from __future__ import annotations
 
@@ -72,11 +73,31 @@ def create_web_app(metrics: WorkerMetrics, checks: Mapping[str, HealthCheck], *,
             return web.json_response({"error": str(refusal)}, status=refusal.status)
         return web.Response(body=audio, content_type="audio/wav")
 
+    async def serve_dub_media(request: web.Request) -> web.Response:
+        dub_id = request.match_info["dub_id"]
+        try:
+            media = await delivery.dub_media(dub_id, request.path, request.headers)
+        except DeliveryRefused as refusal:
+            log.info("refused dub %s: %s", dub_id, refusal)
+            return web.json_response({"error": str(refusal)}, status=refusal.status)
+        return web.Response(body=media.data, content_type=media.media_type)
+
+    async def serve_analysis_report(request: web.Request) -> web.Response:
+        analysis_id = request.match_info["analysis_id"]
+        try:
+            report = await delivery.analysis_report(analysis_id, request.path, request.headers)
+        except DeliveryRefused as refusal:
+            log.info("refused analysis report %s: %s", analysis_id, refusal)
+            return web.json_response({"error": str(refusal)}, status=refusal.status)
+        return web.Response(body=report, content_type="text/html", charset="utf-8")
+
     app = web.Application()
     app.router.add_get("/metrics", serve_metrics)
     app.router.add_get("/health", serve_health)
     if delivery is not None:
         app.router.add_get("/v1/syntheses/{synthesis_id}/audio", serve_synthesis_audio)
+        app.router.add_get("/v1/dubs/{dub_id}/media", serve_dub_media)
+        app.router.add_get("/v1/analyses/{analysis_id}/report", serve_analysis_report)
     return app
 
 

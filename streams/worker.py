@@ -10,7 +10,7 @@ import faust
 from faust.exceptions import ConsumerNotStarted
 
 from infra.db import apply_migrations, create_pool
-from infra.kafka import KafkaProducer, ensure_topics
+from infra.kafka import BrokerReachability, KafkaProducer, ensure_topics, probe_while_unreachable
 from infra.data_keys import SealedDocuments, data_keys_for
 from infra.encrypted_store import EncryptedObjectStore
 from infra.objectstore import open_object_store
@@ -28,11 +28,11 @@ from streams.delivery import OutputDelivery
 from streams.metrics import CountingPublisher, WorkerMetrics
 from streams.offsets import reset_lost_offsets_on_assignment
 from streams.periodic import run_every
-from streams.processing import MessageLocation, RetryPolicy, StageProcessor
+from streams.processing import MessageLocation, RetryPolicy, StageMessage, StageProcessor
 from streams.publisher import EventPublisher, signed_by
 from streams.topics import ALL_TOPICS
 from streams import transport  # noqa: F401 — its aiokafka fix (leave the group at generation 0) serves every transport
-from streams.stages import Stage, stages_named
+from streams.stages import BATCH_WITHIN_S, Stage, stages_named
 from streams.web import WebServer, create_web_app, dependency_checks
 
 log = logging.getLogger("voxflow.worker")
@@ -77,7 +77,18 @@ def _add_stage_agent(app: faust.App, stage: Stage, processor: StageProcessor, se
             await processor.process(stage, event.value, MessageLocation(message.topic, message.partition,
                                                                         message.offset), message.headers or ())
 
-    app.agent(topic, name=f"voxflow.stage.{stage.name}")(run_stage)
+    async def run_batched_stage(stream):
+        # take_events acknowledges a batch's messages only once process_batch returned
+        async for batch in stream.take_events(stage.batch_size, within=BATCH_WITHIN_S):
+            messages = []
+            for event in batch:
+                message = event.message
+                processor.metrics.lag(message.topic, message.partition, message.offset, _highwater(app, message.tp))
+                messages.append(StageMessage(event.value, MessageLocation(message.topic, message.partition,
+                                                                          message.offset), tuple(message.headers or ())))
+            await processor.process_batch(stage, messages)
+
+    app.agent(topic, name=f"voxflow.stage.{stage.name}")(run_batched_stage if stage.batch_size > 1 else run_stage)
 
 
 def _highwater(app: faust.App, tp) -> int | None:
@@ -101,8 +112,9 @@ class VoxflowWorker:
         self.web: WebServer | None = None
         self._pool = None
         self._producer = None
+        self._reachability: BrokerReachability | None = None
         self._app: faust.App | None = None
-        self._background: list[asyncio.Task] = []  # the deadline sweep, the audit checkpoints
+        self._background: list[asyncio.Task] = []  # the deadline sweep, the audit checkpoints, the broker probe
 
     async def __aenter__(self) -> "VoxflowWorker":
         settings = self.settings
@@ -111,7 +123,8 @@ class VoxflowWorker:
                             replication=settings.topic_replication)
         self._pool = await create_pool(settings.postgres_dsn, max_size=8)
         await apply_migrations(self._pool)
-        self._producer = KafkaProducer(settings.kafka_bootstrap)
+        self._reachability = BrokerReachability(settings.kafka_bootstrap)
+        self._producer = KafkaProducer(settings.kafka_bootstrap, self._reachability)
         await self._producer.start()
         data_keys = data_keys_for(settings, self._pool)
         await data_keys.check_keyring()
@@ -142,7 +155,8 @@ class VoxflowWorker:
             log.warning("VOXFLOW_REQUIRE_SPOKEN_CONSENT is off: new voices are built without a recording of their "
                         "owner speaking the consent phrase; for development only")
         if settings.web_enabled:
-            await self._start_web(store, OutputDelivery(context.repos.syntheses, context.repos.tenant_keys, store))
+            await self._start_web(store, OutputDelivery(context.repos.syntheses, context.repos.tenant_keys, store,
+                                                          dubs=context.repos.dubs))
         log.info("loading speaker encoder and synthesis engine")
         await asyncio.to_thread(context.models.warm_up)
         authenticator = ProducerAuthenticator(context.repos.tenant_keys, signer.public_key)
@@ -150,7 +164,9 @@ class VoxflowWorker:
                                    policy=RetryPolicy(transient_retry_s=settings.transient_retry_s),
                                    metrics=self.metrics, blocks=BlockGate(context.repos.blocks))
         self._app = create_faust_app(settings, processor)
+        self._reachability.install()
         await self._app.start()
+        self._background.append(asyncio.create_task(probe_while_unreachable(self._producer)))
         running = [stage.name for stage in stages_named(settings.stages)]
         if "synthesis" in running:
             deadlines = RequestDeadlines(context.repos.syntheses,
@@ -194,6 +210,8 @@ class VoxflowWorker:
             await self._app.stop()
         if self._producer is not None:
             await self._producer.stop()
+        if self._reachability is not None:
+            self._reachability.uninstall()
         if self._pool is not None:
             await self._pool.close()
         log.info("worker stopped")

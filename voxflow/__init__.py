@@ -14,9 +14,10 @@ worker's ``streams`` or ``infra``.
 from schemas.envelope import Event
 from schemas.events import (AdaptationFailed, AdaptationProgress, AdaptationRequested, ConsentGranted,
                             ConsentRejected, ConsentRevocationApplied, ConsentRevoked, ConsentVerified, DeadLettered,
+                            DubCompleted, DubFailed, DubProgress, DubRequested,
                             ErasureCompleted, ErasureFailed, ErasureRequested, SampleAccepted, SampleRejected,
                             SampleUploaded, SynthesisChunkReady, SynthesisCompleted, SynthesisControls,
-                            SynthesisFailed, SynthesisRequested, VoiceReady)
+                            SynthesisFailed, SynthesisRequested, SynthesisScored, VoiceReady)
 from voxflow.client import AsyncClient, ClonedSpeech
 from voxflow.config import ClientConfig, read_key_file
 from voxflow.errors import (BrokerUnreachable, ClientConfigError, DeliveryFailed, DeliveryForbidden,
@@ -33,5 +34,6 @@ __all__ = [
     "Event", "SampleUploaded", "SampleAccepted", "SampleRejected", "ConsentGranted", "ConsentVerified",
     "ConsentRejected", "ConsentRevoked", "ConsentRevocationApplied", "AdaptationRequested", "AdaptationProgress",
     "VoiceReady", "AdaptationFailed", "SynthesisRequested", "SynthesisControls", "SynthesisChunkReady",
-    "SynthesisCompleted", "SynthesisFailed", "ErasureRequested", "ErasureCompleted", "ErasureFailed", "DeadLettered",
+    "SynthesisCompleted", "SynthesisScored", "SynthesisFailed", "ErasureRequested", "ErasureCompleted", "ErasureFailed", "DeadLettered",
+    "DubRequested", "DubProgress", "DubCompleted", "DubFailed",
 ]

@@ -22,11 +22,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from processors.trust.consent import private_key_from_raw
 from processors.trust.signing import EventSigner
 from schemas.envelope import Event
-from schemas.events import (AdaptationRequested, ConsentGranted, ConsentRevoked, ErasureRequested, SampleUploaded,
-                            SynthesisCompleted, SynthesisControls, SynthesisRequested, VoiceReady, VoiceWeight)
+from schemas.events import (AdaptationRequested, AnalysisRequested, ConsentGranted, ConsentRevoked, DubRequested,
+                            ErasureRequested, SampleUploaded, SynthesisCompleted, SynthesisControls, SynthesisRequested,
+                            SynthesisScored, VoiceReady, VoiceWeight)
 from voxflow import envelopes
 from voxflow.config import ClientConfig
-from voxflow.delivery import download_audio
+from voxflow.delivery import download_audio, download_dub, download_report
 from voxflow.errors import BrokerUnreachable, RequestFailed
 from voxflow.objects import Uploads
 from voxflow.results import ProgressCallback, ResultFeed, consumer_for, expectation_for
@@ -34,16 +35,17 @@ from voxflow.results import ProgressCallback, ResultFeed, consumer_for, expectat
 E = TypeVar("E", bound=Event)
 CONSENT_VALIDITY = timedelta(days=365)
 FAILURES = frozenset({"sample.rejected", "consent.rejected", "adaptation.failed", "synthesis.failed",
-                      "erasure.failed"})
+                      "erasure.failed", "dub.failed", "analysis.failed"})
 
 
 @dataclass(frozen=True)
 class ClonedSpeech:
-    """What ``clone_and_speak`` did: the consent it granted (revoke it by its id), the voice, the output."""
+    """What ``clone_and_speak`` did: the consent it granted (revoke it by its id), the voice, the output and its scores."""
 
     consent: ConsentGranted
     voice: VoiceReady
     synthesis: SynthesisCompleted
+    scores: SynthesisScored
 
 
 class AsyncClient:
@@ -149,6 +151,48 @@ class AsyncClient:
             controls=SynthesisControls(**controls), voice_mix=mix, engine=engine,
             correlation_id=correlation_id or uuid.uuid4()))
 
+    async def dub(self, voice_id: str, media: bytes | None = None, *, path: Path | str | None = None,
+                  script: str, script_format: str = "srt", background: str = "duck", language: str = "en",
+                  engine: str | None = None, filename: str | None = None,
+                  correlation_id: uuid.UUID | None = None) -> DubRequested:
+        """Put a video or audio file (``media``, or the file at ``path``) in the store, then send dub.requested
+        with the timed ``script`` inline (``script_format`` srt, vtt or json). ``background`` "duck" keeps the
+        original sound quieter under the lines, "replace" drops it. Wait for dub.completed with ``wait_for``
+        (``dub.progress`` comes to ``on_progress``) and fetch the result with ``download_dub``."""
+        if (media is None) == (path is None):
+            raise ValueError("give the media as data or as path, not both or neither")
+        if path is not None:
+            media = await asyncio.to_thread(Path(path).read_bytes)
+            filename = filename or Path(path).name
+        dub_id = uuid.uuid4()
+        event = DubRequested(
+            tenant_id=self.config.tenant_id, voice_id=voice_id, dub_id=dub_id,
+            media_key=envelopes.upload_key(self.config.tenant_id, voice_id, dub_id, filename or "media.mp4"),
+            script_format=script_format, script_text=script, background=background, language=language,
+            engine=engine, correlation_id=correlation_id or uuid.uuid4())
+        await self._uploads.put(event.media_key, media)
+        return await self._send(event)
+
+    async def analyze(self, recording: bytes, *, compare_with: bytes | None = None, compare_voice_id: str | None = None,
+                      voice_id: str | None = None, correlation_id: uuid.UUID | None = None) -> AnalysisRequested:
+        """Put a recording (and ``compare_with``, another recording) in the store, then send analysis.requested:
+        its quality, pitch, speaking rate, advice, watermark and authenticity, and with ``compare_with`` or
+        ``compare_voice_id`` (one of the tenant's voices) a same-speaker verdict. ``voice_id`` (the message key)
+        defaults to the compared voice. Wait for analysis.completed with ``wait_for``; ``download_report`` fetches
+        its HTML report."""
+        analysis_id = uuid.uuid4()
+        tenant_id = self.config.tenant_id
+        compare_key = envelopes.analysis_object_key(tenant_id, analysis_id, "compared") if compare_with else None
+        event = AnalysisRequested(
+            tenant_id=tenant_id, voice_id=voice_id or compare_voice_id or "analysis", analysis_id=analysis_id,
+            object_key=envelopes.analysis_object_key(tenant_id, analysis_id, "recording"),
+            compare_object_key=compare_key, compare_voice_id=compare_voice_id,
+            correlation_id=correlation_id or uuid.uuid4())
+        await self._uploads.put(event.object_key, recording)
+        if compare_key is not None:
+            await self._uploads.put(compare_key, compare_with)
+        return await self._send(event)
+
     async def erase_voice(self, owner_key: Ed25519PrivateKey, voice_id: str, *,
                           correlation_id: uuid.UUID | None = None) -> ErasureRequested:
         """Ask for the voice to be erased, signed with the key of one of its consents."""
@@ -194,6 +238,16 @@ class AsyncClient:
         return await download_audio(self.config.delivery_url, self._signer, synthesis_id,
                                     timeout_s=self.config.default_timeout_s if timeout_s is None else timeout_s)
 
+    async def download_dub(self, dub_id: uuid.UUID, *, timeout_s: float | None = None) -> bytes:
+        """The completed dub's file (MP4 for a video, WAV for audio), watermarked and with its C2PA manifest."""
+        return await download_dub(self.config.delivery_url, self._signer, dub_id,
+                                  timeout_s=self.config.default_timeout_s if timeout_s is None else timeout_s)
+
+    async def download_report(self, analysis_id: uuid.UUID, *, timeout_s: float | None = None) -> bytes:
+        """A completed analysis's report: one self-contained HTML page."""
+        return await download_report(self.config.delivery_url, self._signer, analysis_id,
+                                     timeout_s=self.config.default_timeout_s if timeout_s is None else timeout_s)
+
     async def clone_and_speak(self, voice_id: str, samples: Sequence[bytes], text: str, *,
                               owner_key: Ed25519PrivateKey, owner_id: str, statement_text: str,
                               statement_audio: bytes | None = None, language: str = "en",
@@ -212,7 +266,10 @@ class AsyncClient:
         succeeded(await self.wait_for(consent, **waits))
         voice = succeeded(await self.wait_for(adaptation, **waits))
         synthesis = await self.synthesize(voice_id, text, language, purpose, correlation_id=journey)
-        return ClonedSpeech(consent, voice, succeeded(await self.wait_for(synthesis, **waits)))
+        completed = succeeded(await self.wait_for(synthesis, **waits))
+        # scored after the completion, off the request's path
+        scores = await self.wait_for(synthesis, types=["synthesis.scored"], timeout_s=timeout_s)
+        return ClonedSpeech(consent, voice, completed, scores)
 
 
 def succeeded(ending: E) -> E:

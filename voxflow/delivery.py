@@ -29,22 +29,43 @@ def audio_path(synthesis_id: uuid.UUID) -> str:
     return f"/v1/syntheses/{synthesis_id}/audio"
 
 
+def dub_path(dub_id: uuid.UUID) -> str:
+    return f"/v1/dubs/{dub_id}/media"
+
+
+def report_path(analysis_id: uuid.UUID) -> str:
+    return f"/v1/analyses/{analysis_id}/report"
+
+
 async def download_audio(base_url: str, signer: EventSigner, synthesis_id: uuid.UUID, *, timeout_s: float) -> bytes:
     """The watermarked WAV of a completed synthesis; a ``DeliveryFailed`` subclass naming the refusal otherwise."""
-    path = audio_path(synthesis_id)
+    return await _download(base_url, signer, audio_path(synthesis_id), f"synthesis {synthesis_id}", timeout_s)
+
+
+async def download_dub(base_url: str, signer: EventSigner, dub_id: uuid.UUID, *, timeout_s: float) -> bytes:
+    """The watermarked, signed file (MP4 or WAV) of a completed dub; a ``DeliveryFailed`` subclass otherwise."""
+    return await _download(base_url, signer, dub_path(dub_id), f"dub {dub_id}", timeout_s)
+
+
+async def download_report(base_url: str, signer: EventSigner, analysis_id: uuid.UUID, *, timeout_s: float) -> bytes:
+    """The HTML report of a completed analysis; a ``DeliveryFailed`` subclass naming the refusal otherwise."""
+    return await _download(base_url, signer, report_path(analysis_id), f"report of analysis {analysis_id}", timeout_s)
+
+
+async def _download(base_url: str, signer: EventSigner, path: str, what: str, timeout_s: float) -> bytes:
     request = urllib.request.Request(base_url.rstrip("/") + path, method="GET",
                                      headers=signer.request_headers("GET", path, int(time.time())))
-    return await asyncio.to_thread(_fetch, request, synthesis_id, timeout_s)
+    return await asyncio.to_thread(_fetch, request, what, timeout_s)
 
 
-def _fetch(request: urllib.request.Request, synthesis_id: uuid.UUID, timeout_s: float) -> bytes:
+def _fetch(request: urllib.request.Request, what: str, timeout_s: float) -> bytes:
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return response.read()
     except urllib.error.HTTPError as refused:
         reason = _reason(refused.read())
         error_class = _REFUSALS.get(refused.code, DeliveryFailed)
-        raise error_class(f"synthesis {synthesis_id} not delivered (HTTP {refused.code}): {reason}",
+        raise error_class(f"{what} not delivered (HTTP {refused.code}): {reason}",
                           status=refused.code) from refused
     except (urllib.error.URLError, OSError) as error:
         raise DeliveryFailed(f"delivery endpoint {request.full_url} unreachable: {error}", status=None) from error

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from processors.trust.consent import ConsentDocument, raw_public_key, sign_consent, sign_revocation
 from processors.trust.erasure import sign_erasure
 from schemas.envelope import Event, utc_now
-from schemas.events import (AdaptationRequested, ConsentGranted, ConsentRevoked, ErasureRequested, SampleUploaded,
-                            SynthesisRequested)
+from schemas.events import (AdaptationRequested, AnalysisRequested, ConsentGranted, ConsentRevoked, DubRequested,
+                            ErasureRequested, SampleUploaded, SynthesisRequested)
 
 # The topic each upstream event travels on (streams/topics.py has the pipeline's whole map).
 TOPIC_OF: dict[type[Event], str] = {
@@ -24,6 +24,8 @@ TOPIC_OF: dict[type[Event], str] = {
     AdaptationRequested: "voxflow.adaptation",
     SynthesisRequested: "voxflow.synthesis",
     ErasureRequested: "voxflow.erasure",
+    DubRequested: "voxflow.dubbing",
+    AnalysisRequested: "voxflow.analysis",
 }
 RESULTS_TOPIC = "voxflow.results"
 DEAD_LETTER_TOPIC = "voxflow.deadletter"
@@ -33,6 +35,11 @@ MAX_SUFFIX_CHARS = 8
 def upload_key(tenant_id: str, voice_id: str, sample_id: uuid.UUID, filename: str) -> str:
     suffix = PurePath(filename).suffix.lower()[:MAX_SUFFIX_CHARS] or ".bin"
     return f"uploads/{tenant_id}/{voice_id}/{sample_id}{suffix}"
+
+
+def analysis_object_key(tenant_id: str, analysis_id: uuid.UUID, name: str) -> str:
+    """Where a recording to analyse goes: the tenant's checks area, beside the analysis's report."""
+    return f"checks/{tenant_id}/analyses/{analysis_id}/{PurePath(name).name or 'recording'}"
 
 
 def statement_audio_key(tenant_id: str, voice_id: str) -> str:

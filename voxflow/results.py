@@ -16,8 +16,8 @@ from processors.trust.signing import message_signature, verify_message
 from schemas import parse_event
 from schemas.envelope import Event
 from schemas.errors import SchemaError
-from schemas.events import (AdaptationRequested, ConsentGranted, ConsentRevoked, DeadLettered, ErasureRequested,
-                            SampleUploaded, SynthesisRequested)
+from schemas.events import (AdaptationRequested, AnalysisRequested, ConsentGranted, ConsentRevoked, DeadLettered,
+                            DubRequested, ErasureRequested, SampleUploaded, SynthesisRequested)
 from voxflow.envelopes import DEAD_LETTER_TOPIC, RESULTS_TOPIC
 from voxflow.errors import BrokerUnreachable, RequestDeadLettered, ResultTimeout
 
@@ -34,6 +34,8 @@ _ENDINGS: dict[type[Event], tuple[str, frozenset[str]]] = {
     AdaptationRequested: ("adaptation_id", frozenset({"voice.ready", "adaptation.failed"})),
     SynthesisRequested: ("synthesis_id", frozenset({"synthesis.completed", "synthesis.failed"})),
     ErasureRequested: ("erasure_id", frozenset({"erasure.completed", "erasure.failed"})),
+    DubRequested: ("dub_id", frozenset({"dub.completed", "dub.failed"})),
+    AnalysisRequested: ("analysis_id", frozenset({"analysis.completed", "analysis.failed"})),
 }
 _REVOCATION_ENDINGS = frozenset({"consent.revocation_applied", "consent.rejected"})
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from processors.synthesis import engine as synthesis_processors
 from processors.trust.anomaly import RateWindow, rate_window_finding
-from processors.audio.codec_quality import encode_wav
+from processors.audio.codec_quality import decode_audio, encode_wav
 from processors.trust.consent import check_consent_scope
 from processors.errors import ProcessorError
 from processors.voice.morph import morph_profiles, shift_voice
@@ -86,7 +86,8 @@ async def _resolve_voice(event: SynthesisRequested, context: StageContext):
     weights = {w.voice_id: w.weight for w in event.voice_mix} or {event.voice_id: 1.0}
     profiles, consents, versions = [], [], []
     for voice_id in weights:
-        consent_id, profile, version = await _consented_profile(event, context, voice_id)
+        consent_id, profile, version = await consented_profile(
+            context, tenant_id=event.tenant_id, voice_id=voice_id, purpose=event.purpose, language=event.language)
         profiles.append(profile)
         consents.append(consent_id)
         versions.append(version)
@@ -97,9 +98,12 @@ async def _resolve_voice(event: SynthesisRequested, context: StageContext):
     return profile, consents, versions[0]
 
 
-async def _consented_profile(event: SynthesisRequested, context: StageContext, voice_id: str):
+async def consented_profile(context: StageContext, *, tenant_id: str, voice_id: str, purpose: str, language: str):
+    """(consent id, profile, profile version) of a voice of ``tenant_id`` whose consent covers ``purpose`` and
+    ``language`` now; ``SynthesisRefused`` (or ``ProtectedVoiceRequested``) saying why not. Every stage that
+    speaks in a voice asks this."""
     voice = await context.repos.voices.get_voice(voice_id=voice_id)
-    if voice is None or voice["tenant_id"] != event.tenant_id:
+    if voice is None or voice["tenant_id"] != tenant_id:
         raise SynthesisRefused(f"unknown voice {voice_id!r}")
     if voice["protected"]:
         raise ProtectedVoiceRequested(f"voice {voice_id!r} is protected: it may not be cloned")
@@ -108,7 +112,7 @@ async def _consented_profile(event: SynthesisRequested, context: StageContext, v
         raise SynthesisRefused(f"no verified, unexpired consent for voice {voice_id!r}")
     violations = check_consent_scope(
         consent_document(ConsentGranted.model_validate(consent["document"])),
-        purpose=event.purpose, language=event.language, now=context.clock(), uses_so_far=consent["uses"],
+        purpose=purpose, language=language, now=context.clock(), uses_so_far=consent["uses"],
     )
     if violations:
         raise SynthesisRefused(f"consent for voice {voice_id!r} does not allow this: " + "; ".join(violations))
@@ -161,8 +165,9 @@ async def synthesize_chunk(event: SynthesisChunkRequested, context: StageContext
         return stopped
     if synthesis["status"] != "accepted":
         return []
-    if await context.repos.syntheses.chunk(synthesis_id=event.synthesis_id, chunk_index=event.chunk_index):
-        return []
+    recorded = await context.repos.syntheses.chunk(synthesis_id=event.synthesis_id, chunk_index=event.chunk_index)
+    if recorded is not None:
+        return [] if recorded["released_at"] else [await _produced_again(event, context, recorded)]
     profile = VoiceProfile.from_dict(synthesis["profile"])
     controls = synthesis_processors.SynthesisControls(
         **{k: v for k, v in synthesis["controls"].items() if k not in ("gender_shift", "age_shift")}
@@ -181,11 +186,25 @@ async def synthesize_chunk(event: SynthesisChunkRequested, context: StageContext
     await context.repos.syntheses.record_chunk(synthesis_id=event.synthesis_id, chunk_index=event.chunk_index,
                                                raw_key=raw_key, duration_s=output.duration_s,
                                                compute_s=output.rtf * output.duration_s)
-    return [event.follow_up(
+    return [_produced(event, raw_key=raw_key, sample_rate_hz=output.sample_rate_hz, duration_s=output.duration_s,
+                      rtf=output.rtf)]
+
+
+async def _produced_again(event: SynthesisChunkRequested, context: StageContext, chunk) -> SynthesisProduced:
+    """The ``synthesis.produced`` of a chunk recorded by an earlier delivery (the worker stopped, or the broker
+    refused the send, before it went out): the same event again, or the request would never end."""
+    raw = decode_audio(await context.store.get(chunk["raw_key"]))
+    return _produced(event, raw_key=chunk["raw_key"], sample_rate_hz=raw.sample_rate_hz,
+                     duration_s=chunk["duration_s"], rtf=chunk["compute_s"] / max(chunk["duration_s"], 1e-9))
+
+
+def _produced(event: SynthesisChunkRequested, *, raw_key: str, sample_rate_hz: int, duration_s: float,
+              rtf: float) -> SynthesisProduced:
+    return event.follow_up(
         SynthesisProduced, synthesis_id=event.synthesis_id, chunk_index=event.chunk_index,
-        chunk_count=event.chunk_count, raw_key=raw_key, sample_rate_hz=output.sample_rate_hz,
-        duration_s=round(output.duration_s, 3), rtf=round(output.rtf, 4), requested_at=event.requested_at,
-    )]
+        chunk_count=event.chunk_count, raw_key=raw_key, sample_rate_hz=sample_rate_hz,
+        duration_s=round(duration_s, 3), rtf=round(rtf, 4), requested_at=event.requested_at,
+    )
 
 
 async def fail_synthesis(

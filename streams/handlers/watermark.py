@@ -1,5 +1,5 @@
-"""Watermark: mark every chunk with a keyed payload before release, assemble and score the whole,
-and answer detection requests."""
+"""Watermark: mark every chunk with a keyed payload before release, assemble the whole, and answer
+detection requests; scoring: score the whole once it is out (off the request's path)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from schemas.events import (
     SynthesisCompleted,
     SynthesisFailed,
     SynthesisProduced,
+    SynthesisScored,
+    SynthesisScoringRequested,
     SyntheticSpeechScore,
     WatermarkDetected,
     WatermarkDetectionRequested,
@@ -32,8 +34,7 @@ from streams.handlers.common import keep_sealed, stopped_by_revocation, synthesi
 
 
 VOXFLOW_VERSION = version("voxflow")
-_COMPLETED_FIELDS = ("object_key", "watermark_payload", "latency_s", "rtf", "duration_s", "speaker_similarity",
-                     "word_error_rate", "dnsmos")
+_COMPLETED_FIELDS = ("object_key", "watermark_payload", "latency_s", "rtf", "duration_s")
 
 
 def watermark_payload(synthesis_id) -> bytes:
@@ -42,10 +43,10 @@ def watermark_payload(synthesis_id) -> bytes:
 
 
 async def release_output(event: SynthesisProduced, context: StageContext) -> list[Event]:
-    """Mark and release the chunk, and complete the synthesis with its last chunk.
+    """Mark and release the chunk, and complete the synthesis with its last chunk (its scoring requested).
 
     A redelivery after a crash re-sends what the first delivery may not have sent (the chunk's
-    ``chunk_ready``, the ``synthesis.completed``) from the stored rows, with the same event ids.
+    ``chunk_ready``, the ``synthesis.completed``, the scoring request) from the stored rows, with the same event ids.
     """
     synthesis = await context.repos.syntheses.get(synthesis_id=event.synthesis_id)
     if synthesis is None:
@@ -54,7 +55,7 @@ async def release_output(event: SynthesisProduced, context: StageContext) -> lis
         return await stopped_by_revocation(event, synthesis, context) or []
     chunk = await context.repos.syntheses.chunk(synthesis_id=event.synthesis_id, chunk_index=event.chunk_index)
     if synthesis["status"] == "completed":
-        return [_chunk_ready(event, chunk), _completed(event, synthesis)] if chunk["released_at"] else []
+        return [_chunk_ready(event, chunk), *_completion(event, synthesis)] if chunk["released_at"] else []
     if not chunk["released_at"]:
         stopped = await stopped_by_revocation(event, synthesis, context)
         if stopped is not None:
@@ -69,7 +70,7 @@ async def release_output(event: SynthesisProduced, context: StageContext) -> lis
         return [event.follow_up(SynthesisFailed, synthesis_id=event.synthesis_id, reason=reason)]
     released = await context.repos.syntheses.released_chunks(synthesis_id=event.synthesis_id)
     if len(released) == event.chunk_count:
-        outcomes.append(await _complete(event, context, synthesis, released))
+        outcomes += await _complete(event, context, synthesis, released)
     return outcomes
 
 
@@ -93,29 +94,45 @@ def _chunk_ready(event: SynthesisProduced, chunk) -> Event:
     )
 
 
-async def _complete(event: SynthesisProduced, context: StageContext, synthesis, released) -> Event:
-    """All chunks are out: join them (each already marked) into one file and score its leading chunks."""
-    pieces = [to_mono(decode_audio(await context.store.get(row["object_key"])).samples) for row in released]
+async def _complete(event: SynthesisProduced, context: StageContext, synthesis, released) -> list[Event]:
+    """All chunks are out: join them (each already marked) into one file; scoring it is left to the scoring stage."""
+    pieces = await _released_audio(released, context)
     rate = event.sample_rate_hz
     whole = _joined(pieces, rate)
     object_key = synthesis_key(event, event.synthesis_id, "output.wav")
     output = await _with_content_credentials(encode_wav(whole, rate), event, synthesis, context)
     await context.store.put(object_key, output, content_type="audio/wav")
-    profile = VoiceProfile.from_dict(synthesis["profile"])
-    excerpt, excerpt_text = _scored_excerpt(pieces, rate, synthesis["text"])
-    scores = await asyncio.to_thread(context.models.scorer.score, excerpt, rate, profile.embedding,
-                                     excerpt_text, synthesis["language"])
     duration_s = whole.size / rate
     rtf = sum(row["compute_s"] for row in released) / duration_s
     latency_s = _seconds_since(event, context)
     fields = dict(
         object_key=object_key, watermark_payload=watermark_payload(event.synthesis_id).hex(),
         latency_s=round(latency_s, 3), rtf=round(rtf, 4), duration_s=round(duration_s, 3),
-        speaker_similarity=_rounded(scores.similarity), word_error_rate=_rounded(scores.wer),
-        dnsmos=_rounded(scores.dnsmos),
     )
     await context.repos.syntheses.mark_completed(synthesis_id=event.synthesis_id, **fields)
-    return _completed(event, fields)
+    return _completion(event, fields)
+
+
+async def _released_audio(released, context: StageContext) -> list[np.ndarray]:
+    return [to_mono(decode_audio(await context.store.get(row["object_key"])).samples) for row in released]
+
+
+async def score_output(event: SynthesisScoringRequested, context: StageContext) -> list[Event]:
+    """Score the completed output's leading chunks against the voice and the text (seconds of model time,
+    which the caller does not wait for: it already has the completion)."""
+    synthesis = await context.repos.syntheses.get(synthesis_id=event.synthesis_id)
+    if synthesis is None or synthesis["status"] != "completed":  # erased since, or a forged request
+        return []
+    released = await context.repos.syntheses.released_chunks(synthesis_id=event.synthesis_id)
+    rate = event.sample_rate_hz
+    excerpt, excerpt_text = _scored_excerpt(await _released_audio(released, context), rate, synthesis["text"])
+    profile = VoiceProfile.from_dict(synthesis["profile"])
+    scores = await asyncio.to_thread(context.models.scorer.score, excerpt, rate, profile.embedding,
+                                     excerpt_text, synthesis["language"])
+    fields = dict(speaker_similarity=_rounded(scores.similarity), word_error_rate=_rounded(scores.wer),
+                  dnsmos=_rounded(scores.dnsmos))
+    await context.repos.syntheses.record_scores(synthesis_id=event.synthesis_id, **fields)
+    return [event.follow_up(SynthesisScored, synthesis_id=event.synthesis_id, **fields)]
 
 
 async def _with_content_credentials(wav: bytes, event: SynthesisProduced, synthesis, context: StageContext) -> bytes:
@@ -145,11 +162,13 @@ def _scored_excerpt(pieces: list[np.ndarray], rate: int, text: str) -> tuple[np.
     return _joined(pieces[:count], rate), " ".join(texts[:count])
 
 
-def _completed(event: SynthesisProduced, synthesis) -> Event:
-    """``synthesis``: the stored row, or the fields just written to it."""
+def _completion(event: SynthesisProduced, synthesis) -> list[Event]:
+    """The completion and the request to score the output; ``synthesis``: the stored row, or the fields just written to it."""
     fields = {name: synthesis[name] for name in _COMPLETED_FIELDS}
-    return event.follow_up(SynthesisCompleted, synthesis_id=event.synthesis_id, sample_rate_hz=event.sample_rate_hz,
-                           chunk_count=event.chunk_count, **fields)
+    completed = event.follow_up(SynthesisCompleted, synthesis_id=event.synthesis_id,
+                                sample_rate_hz=event.sample_rate_hz, chunk_count=event.chunk_count, **fields)
+    return [completed, event.follow_up(SynthesisScoringRequested, synthesis_id=event.synthesis_id,
+                                       sample_rate_hz=event.sample_rate_hz)]
 
 
 def _seconds_since(event: SynthesisProduced, context: StageContext) -> float:

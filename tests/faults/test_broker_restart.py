@@ -1,17 +1,19 @@
 """Fault test: the S3-backed embedded broker restarted (alone, or with its S3 server) loses no event,
-doubles none, and keeps each consumer group's committed offsets."""
+doubles none, keeps each consumer group's committed offsets, and its absence is logged once, not per attempt."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 
 from infra.embedded import EmbeddedStack
-from infra.kafka import KafkaProducer, consume, ensure_topics
+from infra.errors import BrokerUnavailable
+from infra.kafka import BrokerReachability, KafkaProducer, consume, ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -21,6 +23,9 @@ CONSUME_IDLE_S = 10.0
 # Tansu holds a group's first JoinGroup for half the session timeout; a short one keeps the test quick.
 CONSUMER_SESSION_TIMEOUT_MS = 2000
 CONSUMER_HEARTBEAT_INTERVAL_MS = 500
+SEND_RETRY_S = 0.5
+# Before the quieting, a producer and one group consumer logged 683 lines in the 22 s around a restart.
+MOST_LINES_PER_RESTART = 5
 RESTARTS = [pytest.param(("broker",), id="broker"), pytest.param(("s3", "broker"), id="s3-server-and-broker")]
 
 Event = tuple[bytes, bytes]
@@ -107,3 +112,44 @@ async def test_a_group_resumes_at_its_committed_offset_after_a_restart(stack, se
     after = await produce(stack, topic, EVENTS // 3)
 
     assert sorted(await read_as_group(stack, topic, group, len(after))) == sorted(after)
+
+
+async def test_a_restart_is_logged_once_when_the_broker_goes_and_once_when_it_is_back(stack, caplog):
+    topic = await new_topic(stack)
+    reachability = BrokerReachability(stack.kafka_bootstrap)
+    reachability.install()
+    try:
+        async with KafkaProducer(stack.kafka_bootstrap, reachability) as producer:
+            await producer.send(topic, key=b"voice-0", value=b"{}")
+            consumer = AIOKafkaConsumer(
+                topic, bootstrap_servers=stack.kafka_bootstrap, group_id=f"fault-group-{uuid.uuid4().hex[:8]}",
+                session_timeout_ms=CONSUMER_SESSION_TIMEOUT_MS, heartbeat_interval_ms=CONSUMER_HEARTBEAT_INTERVAL_MS)
+            await consumer.start()
+            reading = asyncio.create_task(read_forever(consumer))
+            try:
+                caplog.set_level(logging.INFO)
+                await asyncio.to_thread(restart, stack, ("broker",))  # the clients keep trying meanwhile
+                await send_until_acknowledged(producer, topic)
+            finally:
+                reading.cancel()
+                await consumer.stop()
+    finally:
+        reachability.uninstall()
+
+    lines = [record.getMessage() for record in caplog.records
+             if record.name.startswith(("aiokafka", "voxflow.kafka")) and record.levelno >= logging.WARNING]
+    assert len(lines) <= MOST_LINES_PER_RESTART, lines
+    assert [line.split(" ")[3] for line in lines if line.startswith("broker at ")] == ["unreachable", "back"]
+
+
+async def read_forever(consumer: AIOKafkaConsumer) -> None:
+    while True:
+        await consumer.getmany(timeout_ms=500)
+
+
+async def send_until_acknowledged(producer: KafkaProducer, topic: str) -> None:
+    while True:
+        try:
+            return await producer.send(topic, key=b"voice-0", value=b"{}")
+        except BrokerUnavailable:
+            await asyncio.sleep(SEND_RETRY_S)

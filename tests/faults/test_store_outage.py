@@ -1,8 +1,11 @@
 """The S3 server stopped for 20 s mid-stream, on a stack of its own: every request still ends once.
 
 On the embedded stack the S3 server also holds the broker's log, so this outage takes the broker's
-storage away too. It runs on a private stack because, measured in CI, later traffic on a broker
-that lived through it could stall: the shared stack's other tests stay out of that.
+storage away too. It starts once the first request has ended, while the next ones are being synthesised.
+On a loaded machine it once left a request without an ending: the outage fell between a chunk's upload
+and its send (tests/faults/test_store_outage_mid_chunk.py starts it there every time). It runs on a
+private stack because, measured in CI, later traffic on a broker that lived through it could stall:
+the shared stack's other tests stay out of that.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from streams import topics
 from streams.results import ResultWatcher
 from streams.session import client_session
 from streams.worker import VoxflowWorker
-from tests.faults.test_delivery import OUTAGE_S, endings_of, requests_for
-from tests.journeys import consented_voice
+from tests.faults.test_delivery import ENDINGS, OUTAGE_S, endings_of, requests_for
+from tests.journeys import RESULT_TIMEOUT_S, consented_voice
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -29,6 +32,9 @@ async def test_the_object_store_stopped_for_20_s_loses_and_doubles_nothing(priva
         requests = requests_for(ready.voice_id, ready.correlation_id, 4)
         for request in requests:
             await session.publisher.publish(request)
+        ours = {request.synthesis_id for request in requests}
+        await results.wait_until(lambda event: event.type in ENDINGS and event.synthesis_id in ours,
+                                 timeout_s=RESULT_TIMEOUT_S)
         await asyncio.to_thread(private_stack.down, "s3")
         await asyncio.sleep(OUTAGE_S)
         await asyncio.to_thread(private_stack.up)

@@ -42,7 +42,9 @@ async def test_consenting_voice_is_cloned_watermarked_and_audited(session, resul
     assert detection.detected and detection.payload == completed.synthesis_id.bytes[:8]
     stored = await session.store.list_keys(f"syntheses/{TENANT}/alice/{completed.synthesis_id}/")
     assert stored and not [key for key in stored if "unmarked" in key]
-    assert completed.speaker_similarity is not None and completed.word_error_rate is not None
+    (scored,) = await results.wait_until(
+        lambda e: e.type == "synthesis.scored" and e.synthesis_id == completed.synthesis_id, timeout_s=RESULT_TIMEOUT_S)
+    assert scored.speaker_similarity is not None and scored.word_error_rate is not None
 
     async def journey_decisions():
         return {(e.record["action"], e.record["decision"]) for e in await read_audit_log(stack_settings)

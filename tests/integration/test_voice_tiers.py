@@ -73,4 +73,6 @@ async def test_a_voice_is_ready_instantly_then_refined_with_progress_and_speaks_
         and e.type in {"synthesis.completed", "synthesis.failed"}, timeout_s=TIMEOUT_S)
 
     assert answer.type == "synthesis.completed", answer
-    assert answer.word_error_rate is not None and answer.word_error_rate <= 0.15
+    (scored,) = await results.wait_until(
+        lambda e: e.type == "synthesis.scored" and e.synthesis_id == request.synthesis_id, timeout_s=TIMEOUT_S)
+    assert scored.word_error_rate is not None and scored.word_error_rate <= 0.15

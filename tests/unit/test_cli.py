@@ -34,7 +34,7 @@ def test_produce_refuses_an_invalid_event_without_contacting_the_broker(tmp_path
     bad = tmp_path / "event.json"
     bad.write_text(json.dumps({"type": "synthesis.requested", "tenant_id": "t"}))
 
-    result = CliRunner().invoke(main, ["produce", str(bad)])
+    result = CliRunner().invoke(main, ["produce", "--json", str(bad)])
 
     assert result.exit_code != 0 and "not produced" in result.output and "voice_id" in result.output
 
