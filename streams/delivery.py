@@ -65,36 +65,35 @@ class OutputDelivery:
     async def synthesis_audio(self, synthesis_id: str, path: str, headers: Mapping[str, str]) -> bytes:
         """The completed output's WAV for the tenant that signed the request; ``DeliveryRefused`` saying why not."""
         tenant_id = await self._signing_tenant("GET", path, headers)
-        try:
-            synthesis = await self.syntheses.get(synthesis_id=uuid.UUID(synthesis_id))
-        except ValueError:
-            synthesis = None
-        if synthesis is None:
-            raise DeliveryRefused(HTTP_NOT_FOUND, f"no synthesis {synthesis_id}")
-        if synthesis["tenant_id"] != tenant_id:
-            raise DeliveryRefused(HTTP_FORBIDDEN, f"synthesis {synthesis_id} belongs to another tenant")
-        if synthesis["status"] != "completed":
-            raise DeliveryRefused(HTTP_NOT_FOUND, f"synthesis {synthesis_id} is {synthesis['status']}, not completed")
-        try:
-            return await self.store.get(synthesis["object_key"])
-        except DataKeyDestroyed as error:
-            raise DeliveryRefused(HTTP_GONE, str(error)) from error
+        synthesis = await self._completed_of(tenant_id, "synthesis", synthesis_id,
+                                             lambda row_id: self.syntheses.get(synthesis_id=row_id))
+        return await self._opened(synthesis["object_key"])
 
     async def dub_media(self, dub_id: str, path: str, headers: Mapping[str, str]) -> DeliveredMedia:
         """A completed dub's file (MP4 or WAV) for the tenant that signed the request; ``DeliveryRefused`` saying why not."""
         tenant_id = await self._signing_tenant("GET", path, headers)
+        dub = await self._completed_of(tenant_id, "dub", dub_id, lambda row_id: self.dubs.get(dub_id=row_id))
+        return DeliveredMedia(await self._opened(dub["output_key"]), dub["media_type"])
+
+    @staticmethod
+    async def _completed_of(tenant_id: str, kind: str, row_id: str, lookup) -> Mapping[str, Any]:
+        """The completed ``kind`` ``row_id`` (``lookup`` finds it by UUID) if ``tenant_id`` owns it; 404 or 403 if not."""
         try:
-            dub = await self.dubs.get(dub_id=uuid.UUID(dub_id))
+            row = await lookup(uuid.UUID(row_id))
         except ValueError:
-            dub = None
-        if dub is None:
-            raise DeliveryRefused(HTTP_NOT_FOUND, f"no dub {dub_id}")
-        if dub["tenant_id"] != tenant_id:
-            raise DeliveryRefused(HTTP_FORBIDDEN, f"dub {dub_id} belongs to another tenant")
-        if dub["status"] != "completed":
-            raise DeliveryRefused(HTTP_NOT_FOUND, f"dub {dub_id} is {dub['status']}, not completed")
+            row = None
+        if row is None:
+            raise DeliveryRefused(HTTP_NOT_FOUND, f"no {kind} {row_id}")
+        if row["tenant_id"] != tenant_id:
+            raise DeliveryRefused(HTTP_FORBIDDEN, f"{kind} {row_id} belongs to another tenant")
+        if row["status"] != "completed":
+            raise DeliveryRefused(HTTP_NOT_FOUND, f"{kind} {row_id} is {row['status']}, not completed")
+        return row
+
+    async def _opened(self, key: str) -> bytes:
+        """The object at ``key``; 410 once its voice's data key was destroyed (the voice was erased)."""
         try:
-            return DeliveredMedia(await self.store.get(dub["output_key"]), dub["media_type"])
+            return await self.store.get(key)
         except DataKeyDestroyed as error:
             raise DeliveryRefused(HTTP_GONE, str(error)) from error
 

@@ -64,40 +64,30 @@ def create_web_app(metrics: WorkerMetrics, checks: Mapping[str, HealthCheck], *,
             log.warning("health check failing: %s", report)
         return web.json_response(report, status=200 if healthy else 503)
 
-    async def serve_synthesis_audio(request: web.Request) -> web.Response:
-        synthesis_id = request.match_info["synthesis_id"]
-        try:
-            audio = await delivery.synthesis_audio(synthesis_id, request.path, request.headers)
-        except DeliveryRefused as refusal:
-            log.info("refused output %s: %s", synthesis_id, refusal)
-            return web.json_response({"error": str(refusal)}, status=refusal.status)
-        return web.Response(body=audio, content_type="audio/wav")
-
-    async def serve_dub_media(request: web.Request) -> web.Response:
-        dub_id = request.match_info["dub_id"]
-        try:
-            media = await delivery.dub_media(dub_id, request.path, request.headers)
-        except DeliveryRefused as refusal:
-            log.info("refused dub %s: %s", dub_id, refusal)
-            return web.json_response({"error": str(refusal)}, status=refusal.status)
-        return web.Response(body=media.data, content_type=media.media_type)
-
-    async def serve_analysis_report(request: web.Request) -> web.Response:
-        analysis_id = request.match_info["analysis_id"]
-        try:
-            report = await delivery.analysis_report(analysis_id, request.path, request.headers)
-        except DeliveryRefused as refusal:
-            log.info("refused analysis report %s: %s", analysis_id, refusal)
-            return web.json_response({"error": str(refusal)}, status=refusal.status)
-        return web.Response(body=report, content_type="text/html", charset="utf-8")
+    def delivering(what: str, id_name: str, deliver, response_of):
+        async def serve(request: web.Request) -> web.Response:
+            requested_id = request.match_info[id_name]
+            try:
+                delivered = await deliver(requested_id, request.path, request.headers)
+            except DeliveryRefused as refusal:
+                log.info("refused %s %s: %s", what, requested_id, refusal)
+                return web.json_response({"error": str(refusal)}, status=refusal.status)
+            return response_of(delivered)
+        return serve
 
     app = web.Application()
     app.router.add_get("/metrics", serve_metrics)
     app.router.add_get("/health", serve_health)
     if delivery is not None:
-        app.router.add_get("/v1/syntheses/{synthesis_id}/audio", serve_synthesis_audio)
-        app.router.add_get("/v1/dubs/{dub_id}/media", serve_dub_media)
-        app.router.add_get("/v1/analyses/{analysis_id}/report", serve_analysis_report)
+        app.router.add_get("/v1/syntheses/{synthesis_id}/audio", delivering(
+            "output", "synthesis_id", delivery.synthesis_audio,
+            lambda audio: web.Response(body=audio, content_type="audio/wav")))
+        app.router.add_get("/v1/dubs/{dub_id}/media", delivering(
+            "dub", "dub_id", delivery.dub_media,
+            lambda media: web.Response(body=media.data, content_type=media.media_type)))
+        app.router.add_get("/v1/analyses/{analysis_id}/report", delivering(
+            "analysis report", "analysis_id", delivery.analysis_report,
+            lambda report: web.Response(body=report, content_type="text/html", charset="utf-8")))
     return app
 
 

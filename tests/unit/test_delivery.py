@@ -86,3 +86,22 @@ async def test_every_other_request_is_refused_saying_why(output, case, status, w
                         path=path_of(uuid.uuid4()) if case == "other path" else None)
 
     assert refused.value.status == status and words in str(refused.value)
+
+
+async def test_over_http_the_owner_gets_the_wav_and_another_tenant_a_json_refusal(output):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from streams.metrics import WorkerMetrics
+    from streams.web import create_web_app
+
+    synthesis_id, row = output
+    service = OutputDelivery(Syntheses({synthesis_id: row}), Keys((ACME, "acme", None), (EVIL, "evil", None)),
+                             InMemoryStore({row["object_key"]: b"RIFF..."}))
+    path = path_of(synthesis_id)
+    async with TestClient(TestServer(create_web_app(WorkerMetrics(), {}, delivery=service))) as client:
+        now = int(datetime.now(timezone.utc).timestamp())
+        owned = await client.get(path, headers=ACME.request_headers("GET", path, now))
+        refused = await client.get(path, headers=EVIL.request_headers("GET", path, now))
+
+        assert (owned.status, owned.content_type, await owned.read()) == (200, "audio/wav", b"RIFF...")
+        assert refused.status == 403 and "another tenant" in (await refused.json())["error"]
