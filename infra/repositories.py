@@ -467,6 +467,9 @@ class DubRepository:
     async def mark_failed(self, *, dub_id: uuid.UUID, reason: str) -> None:
         await self.pool.execute("UPDATE dubs SET status = 'failed', reason = $2 WHERE dub_id = $1", dub_id, reason)
 
+    async def find_by_watermark(self, *, payload: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow("SELECT * FROM dubs WHERE watermark_payload = $1", payload)
+
 
 class AnomalyRepository:
     def __init__(self, pool: asyncpg.Pool):

@@ -437,18 +437,19 @@ class SyntheticSpeechScore(BaseModel):
 
 
 class WatermarkDetected(Event):
-    """Whether a file carries voxflow's watermark, which synthesis it names, (v2) its content credentials and
-    (v3) its synthetic-speech score."""
+    """Whether a file carries voxflow's watermark, which synthesis (or, v4, which dub) it names, (v2) its content
+    credentials and (v3) its synthetic-speech score."""
 
     type: Literal["watermark.detection_result"] = "watermark.detection_result"
-    # v2 added content_credentials, v3 synthetic_speech; older events still parse (the fields default to None)
-    latest_schema_version: ClassVar[int] = 3
-    schema_version: int = 3
+    # v2 added content_credentials, v3 synthetic_speech, v4 dub_id; older events still parse (they default to None)
+    latest_schema_version: ClassVar[int] = 4
+    schema_version: int = 4
     detection_id: uuid.UUID
     detected: bool
     confidence: float
     payload: str | None = None
     synthesis_id: uuid.UUID | None = None
+    dub_id: uuid.UUID | None = None
     reason: str | None = None
     content_credentials: ContentCredentials | None = None
     synthetic_speech: SyntheticSpeechScore | None = Field(

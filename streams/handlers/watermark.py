@@ -198,8 +198,10 @@ async def detect_output(event: WatermarkDetectionRequested, context: StageContex
                         content_credentials=credentials, synthetic_speech=synthetic_speech)]
     payload = detection.payload.hex()
     synthesis = await context.repos.syntheses.find_by_watermark(payload=payload)
+    dub = None if synthesis else await context.repos.dubs.find_by_watermark(payload=payload)
     return [_answer(event, detected=True, confidence=detection.confidence, payload=payload,
-                    synthesis_id=synthesis["synthesis_id"] if synthesis else None, content_credentials=credentials,
+                    synthesis_id=synthesis["synthesis_id"] if synthesis else None,
+                    dub_id=dub["dub_id"] if dub else None, content_credentials=credentials,
                     synthetic_speech=synthetic_speech)]
 
 

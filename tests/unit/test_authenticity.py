@@ -79,7 +79,7 @@ async def test_a_detection_result_carries_the_score_or_none_for_audio_too_short_
     long, short = await detection_of("checks/acme/long.wav"), await detection_of("checks/acme/short.wav")
 
     assert not long.detected and long.synthetic_speech.probability > 0.99
-    assert long.synthetic_speech.model == AASIST_MODEL_NAME and long.schema_version == 3
+    assert long.synthetic_speech.model == AASIST_MODEL_NAME and long.schema_version == 4
     assert short.synthetic_speech is None
 
 
@@ -91,3 +91,28 @@ def test_a_v2_detection_result_without_the_score_still_parses():
     parsed = parse_event(json.dumps(v2))
 
     assert parsed.schema_version == 2 and parsed.synthetic_speech is None
+
+
+async def test_a_dubs_watermark_is_traced_to_its_dub(scorer, espeak_tts):
+    from processors.constants import OUTPUT_SAMPLE_RATE_HZ
+    from processors.trust.watermark import embed_watermark
+
+    class Syntheses:
+        async def find_by_watermark(self, *, payload):
+            return None
+
+    class Dubs:
+        async def find_by_watermark(self, *, payload):
+            return {"dub_id": dub_id} if payload == mark.hex() else None
+
+    dub_id, mark, key = "00000000-0000-0000-0000-0000000000d1", bytes.fromhex("d1d2d3d4d5d6d7d8"), b"k" * 32
+    speech, rate = espeak_tts.synthesize(SENTENCE, "en", voice_gender="female")
+    marked = embed_watermark(resample(speech, rate, OUTPUT_SAMPLE_RATE_HZ), OUTPUT_SAMPLE_RATE_HZ, key, mark)
+    context = StageContext(repos=SimpleNamespace(syntheses=Syntheses(), dubs=Dubs()), watermark_key=key,
+                           store=InMemoryStore({"checks/acme/dubbed.wav": encode_wav(marked, OUTPUT_SAMPLE_RATE_HZ)}),
+                           models=SimpleNamespace(synthetic_speech=scorer))
+
+    [answer] = await detect_output(WatermarkDetectionRequested(tenant_id="acme", voice_id="v-1",
+                                                               object_key="checks/acme/dubbed.wav"), context)
+
+    assert answer.detected and (answer.payload, str(answer.dub_id), answer.synthesis_id) == (mark.hex(), dub_id, None)
