@@ -425,14 +425,17 @@ class SynthesisRepository:
         return await self.pool.fetchrow("SELECT * FROM syntheses WHERE watermark_payload = $1", payload)
 
     async def request_times_since(self, *, tenant_id: str, since: datetime) -> list[datetime]:
-        rows = await self.pool.fetch(
-            "SELECT requested_at FROM syntheses WHERE tenant_id = $1 AND requested_at >= $2", tenant_id, since
-        )
-        return [row["requested_at"] for row in rows]
+        """When the tenant asked for speech since ``since``: its syntheses and its dubs."""
+        return await self._request_times("tenant_id", tenant_id, since)
 
     async def voice_request_times_since(self, *, voice_id: str, since: datetime) -> list[datetime]:
+        """When speech in the voice was asked for since ``since``: its syntheses and its dubs."""
+        return await self._request_times("voice_id", voice_id, since)
+
+    async def _request_times(self, column: str, subject_id: str, since: datetime) -> list[datetime]:
         rows = await self.pool.fetch(
-            "SELECT requested_at FROM syntheses WHERE voice_id = $1 AND requested_at >= $2", voice_id, since
+            f"SELECT requested_at FROM syntheses WHERE {column} = $1 AND requested_at >= $2"
+            f" UNION ALL SELECT requested_at FROM dubs WHERE {column} = $1 AND requested_at >= $2", subject_id, since
         )
         return [row["requested_at"] for row in rows]
 

@@ -31,7 +31,7 @@ from schemas.events import (AnomalyDetected, DubCompleted, DubFailed, DubOverflo
 from streams.context import StageContext
 from streams.errors import SynthesisRefused
 from streams.handlers.common import keep_sealed, synthesis_key
-from streams.handlers.synthesis import consented_profile
+from streams.handlers.synthesis import consented_profile, over_rate_window
 
 DUBBING_PURPOSE = "dubbing"
 MIX_RATE_HZ = OUTPUT_SAMPLE_RATE_HZ  # the rate the watermark detector reads at
@@ -59,9 +59,9 @@ async def dub_media(event: DubRequested, context: StageContext) -> list[Event]:
     try:
         segments, media, info = await _inputs(event, context)
         if existing is None:
-            denied = await _denied_line(event, context, segments)
-            if denied is not None:
-                return denied
+            refused = await _over_rate_window(event, context) or await _denied_line(event, context, segments)
+            if refused is not None:
+                return refused
             speaker = await _accepted(event, context, segments)
         else:
             speaker = await _still_consented(context, existing)
@@ -99,6 +99,17 @@ async def _inputs(event: DubRequested, context: StageContext) -> tuple[list[Scri
     info = await asyncio.to_thread(context.media.probe, media)
     check_within_media(segments, info.duration_s)
     return segments, media, info
+
+
+async def _over_rate_window(event: DubRequested, context: StageContext) -> list[Event] | None:
+    """The refusal of a dub over its tenant's or voice's rate window (dubs and syntheses count alike)."""
+    finding = await over_rate_window(context, tenant_id=event.tenant_id, voice_id=event.voice_id,
+                                     requested_at=event.occurred_at)
+    if finding is None:
+        return None
+    anomaly = event.follow_up(AnomalyDetected, kind=finding.kind, severity=finding.severity, detail=finding.detail,
+                              action="blocked")
+    return [anomaly, *await _fail(event, context, f"blocked: {finding.detail}")]
 
 
 async def _denied_line(event: DubRequested, context: StageContext, segments: list[ScriptSegment]) -> list[Event] | None:

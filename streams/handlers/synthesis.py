@@ -9,10 +9,10 @@ first chunk can be played while later ones are still being made.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from processors.synthesis import engine as synthesis_processors
-from processors.trust.anomaly import RateWindow, rate_window_finding
+from processors.trust.anomaly import AnomalyFinding, RateWindow, rate_window_finding
 from processors.audio.codec_quality import decode_audio, encode_wav
 from processors.trust.consent import check_consent_scope
 from processors.errors import ProcessorError
@@ -123,16 +123,23 @@ async def consented_profile(context: StageContext, *, tenant_id: str, voice_id: 
 
 
 async def _rate_block(event: SynthesisRequested, context: StageContext) -> list[Event] | None:
-    """The refusal of a request over its tenant's rate window, or else its voice's; None within both."""
+    finding = await over_rate_window(context, tenant_id=event.tenant_id, voice_id=event.voice_id,
+                                     requested_at=event.occurred_at)
+    return None if finding is None else await _blocked(event, context, finding.kind, finding.severity, finding.detail)
+
+
+async def over_rate_window(context: StageContext, *, tenant_id: str, voice_id: str,
+                           requested_at: datetime) -> AnomalyFinding | None:
+    """The finding of a request over its tenant's rate window, or else its voice's; None within both. Syntheses
+    and dubs count alike: both are speech in the voice."""
     limits, now = context.limits, context.clock()
-    windows = (RateWindow("tenant", event.tenant_id, limits.synthesis_rate_limit, limits.synthesis_rate_window_s),
-               RateWindow("voice", event.voice_id, limits.voice_synthesis_rate_limit,
-                          limits.voice_synthesis_rate_window_s))
+    windows = (RateWindow("tenant", tenant_id, limits.synthesis_rate_limit, limits.synthesis_rate_window_s),
+               RateWindow("voice", voice_id, limits.voice_synthesis_rate_limit, limits.voice_synthesis_rate_window_s))
     for window in windows:
         recent = await _request_times(window, context, since=now - timedelta(seconds=window.window_s))
-        finding = rate_window_finding(window, [*recent, event.occurred_at], now=now)
+        finding = rate_window_finding(window, [*recent, requested_at], now=now)
         if finding is not None:
-            return await _blocked(event, context, finding.kind, finding.severity, finding.detail)
+            return finding
     return None
 
 

@@ -15,7 +15,7 @@ from processors.audio.codec_quality import encode_wav
 from schemas.events import DubRequested
 from streams.context import StageContext
 from streams.handlers.dubbing import dub_media, fail_dub
-from tests.unit.fakes import FakeVoices, InMemoryStore
+from tests.unit.fakes import FakeSyntheses, FakeVoices, InMemoryStore
 from voxflow.envelopes import signed_consent
 
 TENANT, VOICE = "acme", "narrator-1"
@@ -68,8 +68,8 @@ def three_seconds_of_sound() -> bytes:
 def context(dubs: FakeDubs, store: InMemoryStore | None = None) -> StageContext:
     voices = FakeVoices()
     voices.owners[VOICE] = TENANT
-    return StageContext(repos=SimpleNamespace(dubs=dubs, voices=voices), store=store or InMemoryStore(),
-                        watermark_key=b"k" * 32)
+    return StageContext(repos=SimpleNamespace(dubs=dubs, voices=voices, syntheses=FakeSyntheses()),
+                        store=store or InMemoryStore(), watermark_key=b"k" * 32)
 
 
 async def test_a_redelivered_request_of_a_finished_dub_gets_the_same_ending_and_no_new_work():
@@ -152,3 +152,16 @@ async def test_a_line_matching_a_deny_pattern_blocks_the_dub_without_repeating_i
     assert [e.type for e in outcomes] == ["anomaly.detected", "dub.failed"]
     assert outcomes[0].kind == "denied_text" and "line 1 of the script" in outcomes[1].reason
     assert "482" not in outcomes[1].reason
+
+
+async def test_a_dub_over_the_voices_rate_window_is_refused_like_a_synthesis():
+    dub_context = context(FakeDubs(), InMemoryStore({MEDIA_KEY: three_seconds_of_sound()}))
+    limit = dub_context.limits.voice_synthesis_rate_limit
+    now = dub_context.clock()
+    dub_context.repos.syntheses.rows = {n: {"tenant_id": TENANT, "voice_id": VOICE, "requested_at": now}
+                                        for n in range(limit)}
+
+    outcomes = await dub_media(request(), dub_context)
+
+    assert [e.type for e in outcomes] == ["anomaly.detected", "dub.failed"]
+    assert outcomes[0].kind == "rate_exceeded" and "per-voice rate window" in outcomes[1].reason
