@@ -320,6 +320,18 @@ class StalledSynthesis:
     requested_at: datetime
 
 
+@dataclass(frozen=True)
+class StalledDub:
+    """A dub that was still unfinished at its deadline."""
+
+    dub_id: uuid.UUID
+    tenant_id: str
+    voice_id: str
+    correlation_id: uuid.UUID | None
+    request_event_id: uuid.UUID | None
+    requested_at: datetime
+
+
 class SynthesisRepository:
     """A request's profile snapshot is stored sealed under its voice's data key; ``get`` opens it."""
 
@@ -447,11 +459,12 @@ class DubRepository:
         self.pool = pool
 
     async def record_request(self, *, dub_id: uuid.UUID, voice_id: str, tenant_id: str, requested_at: datetime,
-                             status: str, consent_id: uuid.UUID | None = None, reason: str | None = None) -> None:
+                             status: str, correlation_id: uuid.UUID | None, request_event_id: uuid.UUID,
+                             consent_id: uuid.UUID | None = None, reason: str | None = None) -> None:
         await self.pool.execute(
-            "INSERT INTO dubs (dub_id, voice_id, tenant_id, consent_id, status, reason, requested_at)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (dub_id) DO NOTHING",
-            dub_id, voice_id, tenant_id, consent_id, status, reason, requested_at,
+            "INSERT INTO dubs (dub_id, voice_id, tenant_id, consent_id, status, reason, requested_at, correlation_id,"
+            " request_event_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (dub_id) DO NOTHING",
+            dub_id, voice_id, tenant_id, consent_id, status, reason, requested_at, correlation_id, request_event_id,
         )
 
     async def get(self, *, dub_id: uuid.UUID) -> asyncpg.Record | None:
@@ -459,19 +472,30 @@ class DubRepository:
 
     async def mark_completed(self, *, dub_id: uuid.UUID, output_key: str, media_type: str, watermark_payload: str,
                              duration_s: float, placements: list[dict[str, Any]], overflows: list[dict[str, Any]],
-                             latency_s: float) -> None:
-        await self.pool.execute(
+                             latency_s: float) -> bool:
+        """Whether the dub was still accepted (not failed meanwhile, by the deadline sweep say) and is now completed."""
+        completed = await self.pool.fetchval(
             "UPDATE dubs SET status = 'completed', output_key = $2, media_type = $3, watermark_payload = $4,"
             " duration_s = $5, placements = $6, overflows = $7, latency_s = $8, completed_at = now()"
-            " WHERE dub_id = $1",
+            " WHERE dub_id = $1 AND status = 'accepted' RETURNING dub_id",
             dub_id, output_key, media_type, watermark_payload, duration_s, placements, overflows, latency_s,
         )
+        return completed is not None
 
     async def mark_failed(self, *, dub_id: uuid.UUID, reason: str) -> None:
         await self.pool.execute("UPDATE dubs SET status = 'failed', reason = $2 WHERE dub_id = $1", dub_id, reason)
 
     async def find_by_watermark(self, *, payload: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow("SELECT * FROM dubs WHERE watermark_payload = $1", payload)
+
+    async def fail_stalled(self, *, requested_before: datetime, reason: str) -> list[StalledDub]:
+        """Fail every dub still accepted that was requested before ``requested_before``; the ones this call failed."""
+        rows = await self.pool.fetch(
+            "UPDATE dubs SET status = 'failed', reason = $2 WHERE status = 'accepted' AND requested_at < $1"
+            " RETURNING dub_id, tenant_id, voice_id, correlation_id, request_event_id, requested_at",
+            requested_before, reason,
+        )
+        return [StalledDub(**dict(row)) for row in rows]
 
 
 class AnomalyRepository:

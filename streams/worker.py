@@ -23,7 +23,7 @@ from streams.authentication import ProducerAuthenticator
 from streams.blocks import BlockGate
 from streams.checkpoints import AuditCheckpointer
 from streams.context import Limits, StageContext, VoiceModels
-from streams.deadlines import RequestDeadlines
+from streams.deadlines import RequestDeadlines, dub_failure
 from streams.delivery import OutputDelivery
 from streams.metrics import CountingPublisher, WorkerMetrics
 from streams.offsets import reset_lost_offsets_on_assignment
@@ -174,6 +174,12 @@ class VoxflowWorker:
                                          settings.request_deadline_s)
             self._background.append(asyncio.create_task(
                 run_every(settings.deadline_sweep_s, deadlines.sweep, "deadline sweep")))
+        if "dubbing" in running:
+            dub_deadlines = RequestDeadlines(context.repos.dubs,
+                                             lambda outcomes: processor.publish_outcomes("dubbing", outcomes),
+                                             settings.request_deadline_s, failure_of=dub_failure)
+            self._background.append(asyncio.create_task(
+                run_every(settings.deadline_sweep_s, dub_deadlines.sweep, "dub deadline sweep")))
         if "audit" in running:
             checkpointer = AuditCheckpointer(context.repos.checkpoints, signer.private_key,
                                              lambda outcomes: processor.publish_outcomes("audit", outcomes))

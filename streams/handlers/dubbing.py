@@ -68,7 +68,8 @@ async def dub_media(event: DubRequested, context: StageContext) -> list[Event]:
         if speaker is None:
             return await _fail(event, context, "consent use limit reached" if existing is None
                                else f"consent {existing['consent_id']} was revoked before the dub was done")
-        return [await _dub(event, context, segments, media, info, speaker)]
+        completed = await _dub(event, context, segments, media, info, speaker)
+        return [] if completed is None else [completed]
     except (SynthesisRefused, ProcessorError) as refusal:
         return await _fail(event, context, str(refusal))
     except ObjectNotFound as missing:
@@ -139,7 +140,8 @@ async def _accepted(event: DubRequested, context: StageContext, segments: list[S
             if not await repos.consents.claim_use(consent_id=consent_id):
                 raise _UseLimitReached(consent_id)
             await repos.dubs.record_request(dub_id=event.dub_id, voice_id=event.voice_id, tenant_id=event.tenant_id,
-                                            requested_at=event.occurred_at, status="accepted", consent_id=consent_id)
+                                            requested_at=event.occurred_at, status="accepted", consent_id=consent_id,
+                                            correlation_id=event.correlation_id, request_event_id=event.event_id)
     except _UseLimitReached:
         return None
     return _Voice(consent_id, profile)
@@ -155,7 +157,7 @@ async def _still_consented(context: StageContext, dub) -> _Voice | None:
 
 
 async def _dub(event: DubRequested, context: StageContext, segments: list[ScriptSegment], media: bytes,
-               info: MediaInfo, speaker: _Voice) -> DubCompleted:
+               info: MediaInfo, speaker: _Voice) -> DubCompleted | None:
     lines = [await _spoken_line(event, context, segment, speaker.profile, len(segments)) for segment in segments]
     mixed = mix_dub(await _original_sound(context, media, info), MIX_RATE_HZ, lines, event.background)
     marked = await asyncio.to_thread(embed_watermark, mixed, MIX_RATE_HZ, context.watermark_key,
@@ -175,7 +177,8 @@ async def _dub(event: DubRequested, context: StageContext, segments: list[Script
                    for line in lines if line.overflow_s > 0],
         latency_s=round((context.clock() - event.occurred_at).total_seconds(), 3),
     )
-    await context.repos.dubs.mark_completed(dub_id=event.dub_id, **fields)
+    if not await context.repos.dubs.mark_completed(dub_id=event.dub_id, **fields):
+        return None  # failed meanwhile (past its deadline): that failure was its one ending
     return event.follow_up(DubCompleted, dub_id=event.dub_id, **fields)
 
 
@@ -242,7 +245,8 @@ async def _fail(event: DubRequested, context: StageContext, reason: str) -> list
     if await context.repos.dubs.get(dub_id=event.dub_id) is None:
         await context.repos.dubs.record_request(dub_id=event.dub_id, voice_id=event.voice_id,
                                                 tenant_id=event.tenant_id, requested_at=event.occurred_at,
-                                                status="failed", reason=reason)
+                                                status="failed", reason=reason, correlation_id=event.correlation_id,
+                                                request_event_id=event.event_id)
     else:
         await context.repos.dubs.mark_failed(dub_id=event.dub_id, reason=reason)
     return [_failed(event, reason)]
