@@ -47,6 +47,7 @@ from streams.blocks import BlockGate, block_audit_detail, refusal_of
 from streams.context import StageContext
 from streams.errors import Unauthenticated, WaitingForPrerequisites
 from streams.metrics import WorkerMetrics
+from streams.outages import OutageLog
 from streams.stages import BatchHandler, Handler, Stage, audit_decision
 
 log = logging.getLogger("voxflow.stage")
@@ -156,6 +157,7 @@ class StageProcessor:
         self.blocks = blocks  # None: no block is consulted (tests of the other fates)
         self.policy = policy
         self.metrics = metrics if metrics is not None else WorkerMetrics()
+        self.outages = OutageLog()
 
     async def process(self, stage: Stage, raw: bytes, location: MessageLocation,
                       headers: Iterable[tuple[str, bytes]] = ()) -> None:
@@ -352,12 +354,13 @@ class StageProcessor:
     async def _retrying(self, location: MessageLocation, what: str, step: Callable[[], Awaitable[T]],
                         *, forever: bool = False) -> T:
         """``step()``, again after each transient failure until the policy's time is up (never, if ``forever``)."""
-        started, attempt = time.monotonic(), 0
+        started, attempt, failed_on = time.monotonic(), 0, set()
         while True:
             attempt += 1
             try:
-                return await step()
+                result = await step()
             except TRANSIENT_ERRORS as error:
+                failed_on.add(self.outages.failing(error))
                 if not forever and time.monotonic() - started >= self.policy.transient_retry_s:
                     raise _GaveUp(error, attempt) from error
                 self.metrics.retry(location.topic, error)
@@ -366,6 +369,10 @@ class StageProcessor:
                     log.warning("%s: %s attempt %d failed (%s: %s); retrying in %.1f s", location, what, attempt,
                                 type(error).__name__, error, delay_s)
                 await asyncio.sleep(delay_s)
+                continue
+            for dependency in failed_on - {None}:
+                self.outages.answering(dependency)
+            return result
 
     async def _give_up(self, stage: Stage, event: Event, raw: bytes, location: MessageLocation, *,
                        reason: str, error: str) -> None:

@@ -1,5 +1,6 @@
 """The stage processor's declared fate for every kind of message, with in-memory fakes."""
 
+import asyncio
 import hashlib
 import json
 from types import SimpleNamespace
@@ -122,6 +123,29 @@ async def test_transient_failures_are_retried_then_succeed():
     await processor.process(stage, uploaded().to_bytes(), LOCATION)
 
     assert len(attempts) == 3 and publisher.types()[0] == "sample.rejected"
+
+
+async def test_an_object_store_outage_is_said_once_when_it_begins_and_once_when_it_ends(caplog):
+    store_up = [False]
+
+    async def needs_the_store(event, context):
+        if not store_up[0]:
+            raise ObjectStoreUnavailable("S3 endpoint unreachable")
+        return [rejection_for(event)]
+
+    processor, stage, publisher, _ = processor_with(needs_the_store)
+    processor.policy = RetryPolicy(transient_retry_s=0.05, base_delay_s=0.001, max_delay_s=0.001)
+    with caplog.at_level("WARNING", logger="voxflow.outages"):
+        for _ in range(3):  # three messages given up on while the store is away
+            await processor.process(stage, uploaded().to_bytes(), LOCATION)
+        processor.policy = RetryPolicy(transient_retry_s=5, base_delay_s=0.001, max_delay_s=0.001)
+        retried = asyncio.create_task(processor.process(stage, uploaded().to_bytes(), LOCATION))
+        await asyncio.sleep(0.01)
+        store_up[0] = True
+        await retried
+
+    lines = [record.getMessage() for record in caplog.records if record.name == "voxflow.outages"]
+    assert len(lines) == 2 and "the object store unavailable" in lines[0] and "answering again" in lines[1]
 
 
 async def test_persistent_transient_failures_end_in_the_dead_letter_topic():
