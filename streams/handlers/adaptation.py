@@ -15,6 +15,7 @@ from processors.voice.tiers import with_instant_voice
 from schemas.envelope import Event
 from schemas.events import (
     AdaptationFailed,
+    AdaptationProgress,
     AdaptationRefinementRequested,
     AdaptationRequested,
     AnomalyDetected,
@@ -35,6 +36,17 @@ async def adapt_voice(event: AdaptationRequested, context: StageContext) -> list
     if not accepted:
         return await _fail(event, context, "none of the samples passed the quality gate")
     return await _build(event, context, accepted, consent)
+
+
+# an instant voice's steps, each reported as done (its checks and storing follow, then voice.ready)
+INSTANT_STEP_SAMPLES_READ, INSTANT_STEP_SPEAKER_EMBEDDED, INSTANT_STEP_VOICE_MATCHED = 1, 2, 3
+INSTANT_STEPS = 4
+
+
+async def _report(event: AdaptationRequested, context: StageContext, step: int) -> None:
+    await context.report_progress(event.follow_up(
+        AdaptationProgress, discriminator=f"instant:{step}", adaptation_id=event.adaptation_id, tier="instant",
+        percent=round(100.0 * step / INSTANT_STEPS, 1), step=step, steps=INSTANT_STEPS))
 
 
 async def _require_consent(event: AdaptationRequested, context: StageContext):
@@ -68,14 +80,17 @@ async def _wait(event: AdaptationRequested, context: StageContext, reason: str):
 async def _build(event: AdaptationRequested, context: StageContext, accepted, consent) -> list[Event]:
     started = time.perf_counter()
     audio = [await _load_sample(context, row["normalised_key"]) for row in accepted]
+    await _report(event, context, INSTANT_STEP_SAMPLES_READ)
     sample_rate_hz = audio[0][1]
     try:
         profile = await asyncio.to_thread(
             build_profile, [samples for samples, _ in audio], sample_rate_hz, context.models.encoder
         )
+        await _report(event, context, INSTANT_STEP_SPEAKER_EMBEDDED)
         profile = await asyncio.to_thread(_with_instant_voice, profile, context)
     except ProcessorError as error:
         return await _fail(event, context, f"could not build a voice profile: {error}")
+    await _report(event, context, INSTANT_STEP_VOICE_MATCHED)
     mismatch = await _spoken_consent_mismatch(consent, profile, context)
     if mismatch:
         return await _fail(event, context, mismatch)

@@ -58,8 +58,9 @@ async def test_a_voice_is_ready_instantly_then_refined_with_progress_and_speaks_
 
     assert [(e.type, e.tier) for e in outcomes][0] == ("voice.ready", "instant")
     assert outcomes[1].tier == "refined", outcomes
-    assert [p.step for p in progress] == list(range(1, REFINEMENT_STEPS + 1))
-    assert progress[-1].percent == 100.0
+    instant, refined = ([p for p in progress if p.tier == tier] for tier in ("instant", "refined"))
+    assert [(p.step, p.steps) for p in instant] == [(1, 4), (2, 4), (3, 4)]
+    assert [p.step for p in refined] == list(range(1, REFINEMENT_STEPS + 1)) and refined[-1].percent == 100.0
     if outcomes[1].type == "voice.ready":
         assert outcomes[1].profile_version == outcomes[0].profile_version + 1
     else:
