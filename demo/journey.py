@@ -127,7 +127,7 @@ async def _wait_for_voice(settings: Settings, results: ResultWatcher, correlatio
 
 
 def _log_progress(event) -> None:
-    if event.type == "adaptation.progress":
+    if event.type == "adaptation.progress" and event.tier == "refined":
         log.info("refining: %.0f %% (step %d/%d, objective similarity %.3f)", event.percent, event.step, event.steps,
                  event.similarity_objective or 0.0)
 

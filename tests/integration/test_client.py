@@ -87,7 +87,9 @@ async def test_a_synchronous_client_clones_a_voice_speaks_and_only_its_tenant_do
 
     assert (spoken.voice.type, completed.type, completed.voice_id) == ("voice.ready", "synthesis.completed", voice)
     assert spoken.scores.synthesis_id == completed.synthesis_id and spoken.scores.speaker_similarity is not None
-    assert [event.type for event in progress] == ["synthesis.chunk_ready"] * completed.chunk_count
+    # the instant voice's three steps, then the synthesis's chunks
+    assert [event.type for event in progress] == (["adaptation.progress"] * 3
+                                                  + ["synthesis.chunk_ready"] * completed.chunk_count)
     assert_is_the_output(audio, completed, pipeline_settings, spoken.consent.consent_id)
     async with AsyncClient(client_config(pipeline_settings, worker, OTHER_TENANT)) as other_tenant:
         with pytest.raises(DeliveryForbidden, match="another tenant"):
