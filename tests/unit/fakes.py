@@ -216,3 +216,27 @@ class InMemoryDataKeyRepository:
         for row in self.rows.values():
             counts[row.master_key_id or "destroyed"] = counts.get(row.master_key_id or "destroyed", 0) + 1
         return counts
+
+
+class TrustingAuthenticator:
+    """Every producer allowed: for tests of the fates after authentication (test_authentication.py covers it)."""
+
+    async def authenticate(self, event, value, headers):
+        return None
+
+
+class RecordingPublisher:
+    """Keeps every event a stage processor publishes, in order."""
+
+    def __init__(self):
+        self.events = []
+
+    async def publish(self, event):
+        self.events.append(event)
+
+    def types(self):
+        return [e.type for e in self.events]
+
+    def dead_letters(self):
+        return [e for e in self.events if e.type == "dead_letter"]
+

@@ -10,7 +10,8 @@ from schemas.events import AnomalyDetected, AuditRecorded, ConsentGranted
 from streams.context import Limits, StageContext
 from streams.processing import MessageLocation, RetryPolicy, StageMessage, StageProcessor
 from streams.stages import stages_named
-from tests.unit.fakes import FakeAdaptations, FakeConsents, FakeVoices, InMemoryStore
+from tests.unit.fakes import (FakeAdaptations, FakeConsents, FakeVoices, InMemoryStore, RecordingPublisher,
+                              TrustingAuthenticator)
 from voxflow.envelopes import signed_consent
 
 NO_WAITING = RetryPolicy(transient_retry_s=0.05, base_delay_s=0.001, max_delay_s=0.005)
@@ -82,21 +83,6 @@ class ControlRepositories:
             self.audit.chain, self.anomalies.rows = saved
             raise
 
-
-class TrustingAuthenticator:
-    async def authenticate(self, event, value, headers):
-        return None
-
-
-class RecordingPublisher:
-    def __init__(self):
-        self.events = []
-
-    async def publish(self, event):
-        self.events.append(event)
-
-    def dead_letters(self):
-        return [e for e in self.events if e.type == "dead_letter"]
 
 
 def control_processor(repos: ControlRepositories) -> tuple[StageProcessor, RecordingPublisher]:

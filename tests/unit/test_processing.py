@@ -12,6 +12,7 @@ from schemas.events import SampleAccepted, SampleRejected, SampleUploaded, Synth
 from streams.errors import WaitingForPrerequisites
 from streams.processing import MessageLocation, RetryPolicy, StageProcessor
 from streams.stages import Stage
+from tests.unit.fakes import RecordingPublisher, TrustingAuthenticator
 
 NO_WAITING = RetryPolicy(transient_retry_s=0.05, base_delay_s=0.001, max_delay_s=0.005)
 
@@ -28,23 +29,6 @@ class FakeInbox:
     async def mark_processed(self, *, consumer, event_id):
         self.done.add((consumer, event_id))
 
-
-class TrustingAuthenticator:
-    """Every producer allowed: these tests are about fates after authentication (test_authentication.py covers it)."""
-
-    async def authenticate(self, event, value, headers):
-        return None
-
-
-class RecordingPublisher:
-    def __init__(self):
-        self.events = []
-
-    async def publish(self, event):
-        self.events.append(event)
-
-    def types(self):
-        return [e.type for e in self.events]
 
 
 def uploaded() -> SampleUploaded:

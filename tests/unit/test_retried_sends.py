@@ -10,7 +10,8 @@ from types import SimpleNamespace
 from schemas.events import SynthesisChunkRequested, SynthesisFailed, SynthesisProduced, SynthesisRequested
 from streams.processing import MessageLocation, RetryPolicy, StageProcessor
 from streams.stages import Stage
-from tests.unit.test_processing import FakeInbox, FlakyPublisher, TrustingAuthenticator
+from tests.unit.fakes import TrustingAuthenticator
+from tests.unit.test_processing import FakeInbox, FlakyPublisher
 
 LOCATION = MessageLocation("voxflow.synthesis", 0, 4)
 RETRIES = RetryPolicy(transient_retry_s=5, base_delay_s=0.001, max_delay_s=0.005)
