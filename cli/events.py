@@ -171,7 +171,8 @@ async def _publish(settings: Settings, events: Sequence, signers: dict, expectat
     from voxflow.errors import VoxflowClientError
 
     async with contextlib.AsyncExitStack() as stack:
-        producer = await stack.enter_async_context(KafkaProducer(settings.kafka_bootstrap))
+        producer = await stack.enter_async_context(KafkaProducer(settings.kafka_bootstrap,
+                                                                 security=settings.broker_security()))
         try:
             feed = await _opened_results(stack, settings, events[0].tenant_id) if expectations else None
             publisher = EventPublisher(producer, lambda event: signers[event.tenant_id])
@@ -191,7 +192,8 @@ async def _opened_results(stack: contextlib.AsyncExitStack, settings: Settings, 
     from voxflow.config import DEFAULT_BROKER_TIMEOUT_S
     from voxflow.results import ResultFeed, consumer_for
 
-    feed = ResultFeed(consumer_for(settings.kafka_bootstrap, broker_timeout_s=DEFAULT_BROKER_TIMEOUT_S),
+    feed = ResultFeed(consumer_for(settings.kafka_bootstrap, broker_timeout_s=DEFAULT_BROKER_TIMEOUT_S,
+                                   security=settings.broker_security()),
                       bootstrap=settings.kafka_bootstrap, tenant_id=tenant_id,
                       worker_public_key=worker_signer(settings).public_key, broker_timeout_s=DEFAULT_BROKER_TIMEOUT_S)
     await feed.start()
@@ -304,11 +306,11 @@ async def _print_events(settings: Settings, topic_names: Sequence[str], *, from_
                         max_events: int | None) -> None:
     from infra.kafka import list_topics, read_topics
 
-    existing = await list_topics(settings.kafka_bootstrap)
+    existing = await list_topics(settings.kafka_bootstrap, security=settings.broker_security())
     topics = list(dict.fromkeys(topic_named(name, existing) for name in topic_names))
     printed = 0
     async with contextlib.aclosing(read_topics(settings.kafka_bootstrap, topics, from_beginning=from_beginning,
-                                               follow=follow)) as messages:
+                                               follow=follow, security=settings.broker_security())) as messages:
         async for topic, partition, offset, _key, value, _headers in messages:
             document = _json_object(value)
             if document is None:

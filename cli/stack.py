@@ -25,8 +25,10 @@ def _embedded(settings: Settings):
 @click.pass_obj
 def stack_up(settings: Settings) -> None:
     """Start the embedded services, create the topics, the bucket and apply migrations."""
+    from infra.embedded import check_broker_security
     from streams.session import prepare_stack
 
+    check_broker_security(settings)
     status = _embedded(settings).up()
     run_async(prepare_stack(settings))
     echo_json(status.as_dict())

@@ -22,11 +22,21 @@ def tenant() -> None:
                    "under the data dir, so this machine can produce the tenant's events.")
 @click.pass_obj
 def tenant_add(settings: Settings, tenant_id: str, public_key: str | None) -> None:
-    """Register TENANT_ID's signing key; prints the key id and public key."""
+    """Register TENANT_ID's signing key; prints the key id and public key.
+
+    With a SASL VOXFLOW_KAFKA_SECURITY_PROTOCOL it also creates the tenant's SCRAM user on the broker
+    (tenant-TENANT_ID), its generated password kept beside the tenant's key; prints the user and that file.
+    """
     from streams.tenants import register_tenant
 
     registered = run_async(register_tenant(settings, tenant_id, public_key_base64=public_key))
-    echo_json(_described(registered))
+    described = _described(registered)
+    if settings.broker_security().authenticates:
+        from infra.broker_users import add_tenant_broker_user
+
+        broker_user = run_async(add_tenant_broker_user(settings, tenant_id))
+        described.update(broker_user=broker_user.username, broker_password_file=str(broker_user.password_file))
+    echo_json(described)
 
 
 @tenant.command("list")

@@ -27,11 +27,12 @@ def topics(settings: Settings, create: bool, group: str | None, as_json: bool) -
     group = group or settings.consumer_group
     if create:
         created = run_async(ensure_topics(settings.kafka_bootstrap, ALL_TOPICS, partitions=settings.topic_partitions,
-                                          replication=settings.topic_replication))
+                                          replication=settings.topic_replication,
+                                          security=settings.broker_security()))
         click.echo(f"created: {', '.join(created) or 'none (all exist)'}", err=True)
-    existing = set(run_async(list_topics(settings.kafka_bootstrap)))
+    existing = set(run_async(list_topics(settings.kafka_bootstrap, security=settings.broker_security())))
     offsets = run_async(partition_offsets(settings.kafka_bootstrap, [t for t in ALL_TOPICS if t in existing],
-                                          group_id=group))
+                                          group_id=group, security=settings.broker_security()))
     report = topic_report(ALL_TOPICS, existing, offsets, group)
     if as_json:
         echo_json(report)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.embedded import EmbeddedStack
+from infra.embedded import EmbeddedStack, check_broker_security
 from infra.errors import InfraError
 from infra.settings import Settings
 from infra.speech_assets import reference_utterance
@@ -53,6 +53,7 @@ def run_demo(settings: Settings, *, out_dir: Path, keep_stack: bool = False) -> 
         settings = settings.model_copy(update={"refinement_steps": DEMO_REFINEMENT_STEPS})
     settings = settings.model_copy(update={"require_spoken_consent": False})
     log.warning("spoken consent %s", SPOKEN_CONSENT_OFF)
+    check_broker_security(settings)
     stack = EmbeddedStack.from_settings(settings)
     started = time.perf_counter()
     log.info("starting the embedded stack in %s", settings.data_dir)
@@ -72,7 +73,7 @@ async def _journey(settings: Settings, out_dir: Path) -> dict:
     correlation_id = uuid.uuid4()
     await register_tenant(settings, TENANT)
     async with VoxflowWorker(settings), client_session(settings) as session, \
-            ResultWatcher(settings.kafka_bootstrap, RESULTS) as results:
+            ResultWatcher(settings.kafka_bootstrap, RESULTS, security=settings.broker_security()) as results:
         sample_events = await _upload_real_speech(session, voice_id, correlation_id)
         owner_key = Ed25519PrivateKey.generate()
         await session.publisher.publish(signed_consent(

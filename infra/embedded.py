@@ -490,6 +490,19 @@ class EmbeddedStack:
             raise failure(f"pg_ctl {action} failed (exit {done.returncode}); {_log_tail(self._postgres_log)}")
 
 
+def check_broker_security(settings: Settings) -> None:
+    """``StackConfigError`` unless the settings log in anonymously: the embedded broker cannot require logins.
+
+    Measured, and read in Tansu 0.6.0's source: only its postgres and sqlite storage engines keep SCRAM
+    users, and the PyPI build has neither; its S3 engine drops every user it is given, so with
+    --authentication it refuses every login, the worker's included.
+    """
+    if settings.kafka_security_protocol != "PLAINTEXT":
+        raise StackConfigError(f"VOXFLOW_KAFKA_SECURITY_PROTOCOL is {settings.kafka_security_protocol}, but the embedded "
+                               f"broker (Tansu on S3) cannot keep SCRAM users and serves PLAINTEXT only; broker "
+                               f"logins need Apache Kafka (docker-compose.yml)")
+
+
 def _kafka_bootstrap(port: int) -> str:
     return f"{LOCALHOST}:{port}"
 

@@ -17,6 +17,17 @@ class EventRefusedByBroker(InfraError):
     """The broker will never accept this message (for example: over its size limit)."""
 
 
+class BrokerAuthenticationFailed(InfraError):
+    """The broker refused the SASL login: unknown user, wrong password, or a mechanism it does not offer.
+
+    Not worth retrying with the same credentials.
+    """
+
+
+class BrokerUserRefused(InfraError):
+    """The broker did not create or change a SCRAM user."""
+
+
 class MigrationError(InfraError):
     """A schema migration failed to apply."""
 

@@ -6,13 +6,14 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processors.constants import REFINEMENT_STEPS
 from processors.trust.spoken_phrase import DEFAULT_OPERATOR_NAME, DEFAULT_PHRASE_TEMPLATE, consent_phrase
 from processors.trust.text_policy import (DEFAULT_DENY_PATTERNS, DenyPattern, InvalidDenyPatternError,
                                           deny_patterns_from_json)
+from voxflow.broker_login import ANONYMOUS, BrokerSecurity, ScramMechanism, SecurityProtocol
 
 EMBEDDED_BROKER_PORT = 19092
 EMBEDDED_POSTGRES_PORT = 15432
@@ -20,6 +21,8 @@ EMBEDDED_S3_PORT = 19000
 # The embedded S3 server (rclone) is started with these keys unless VOXFLOW_S3_ACCESS_KEY/_SECRET_KEY say others.
 EMBEDDED_S3_ACCESS_KEY = "voxflow"
 EMBEDDED_S3_SECRET_KEY = "voxflow-secret"
+
+WORKER_BROKER_USER = "voxflow-worker"
 
 
 class Settings(BaseSettings):
@@ -35,6 +38,13 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication: int = Field(default=1, ge=1)
     consumer_group: str = "voxflow-worker"
+    kafka_security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT", description="PLAINTEXT: anonymous (the embedded broker's only kind); SASL_PLAINTEXT or "
+                                         "SASL_SSL: a SCRAM login as kafka_username")
+    kafka_sasl_mechanism: ScramMechanism = "SCRAM-SHA-512"
+    kafka_username: str = Field(default=WORKER_BROKER_USER, min_length=1)
+    kafka_password: SecretStr | None = Field(default=None, description="the SCRAM password (required with SASL)")
+    kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle of the broker's certificate (SASL_SSL)")
 
     s3_endpoint: str = f"127.0.0.1:{EMBEDDED_S3_PORT}"
     s3_access_key: str = EMBEDDED_S3_ACCESS_KEY
@@ -116,6 +126,20 @@ class Settings(BaseSettings):
 
     def worker_key(self) -> bytes:
         return self._secret(self.worker_key_hex, "worker.key")
+
+    @model_validator(mode="after")
+    def _sasl_has_a_password(self) -> "Settings":
+        if self.kafka_security_protocol != "PLAINTEXT" and not self.kafka_password:
+            raise ValueError(f"VOXFLOW_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                             f"VOXFLOW_KAFKA_PASSWORD (the password of {self.kafka_username!r})")
+        return self
+
+    def broker_security(self) -> BrokerSecurity:
+        """The login every broker client of this process uses (worker, CLI)."""
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return ANONYMOUS
+        return BrokerSecurity(self.kafka_security_protocol, self.kafka_sasl_mechanism, self.kafka_username,
+                              self.kafka_password.get_secret_value(), self.kafka_ssl_cafile)
 
     def tenant_key_directory(self) -> Path:
         return self.tenant_keys_dir or self.data_dir / "tenants"

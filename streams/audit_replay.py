@@ -27,7 +27,8 @@ async def replay_audit_topic(settings: Settings, *, since: datetime, idle_timeou
     """
     worker_key = worker_signer(settings).public_key
     on_topic = {}
-    async for *_, value, headers in consume(settings.kafka_bootstrap, [topics.AUDIT], idle_timeout_s=idle_timeout_s):
+    async for *_, value, headers in consume(settings.kafka_bootstrap, [topics.AUDIT], idle_timeout_s=idle_timeout_s,
+                                            security=settings.broker_security()):
         record = _audit_record(value)
         if record is not None and record.occurred_at >= since and _signed_by_worker(value, headers, worker_key):
             # a retried step re-sends its record (same id, later occurred_at); the audit stage appended the first

@@ -29,6 +29,7 @@ from aiokafka.errors import KafkaError
 
 from infra.errors import BrokerUnavailable
 from schemas.events import AuditRecorded
+from voxflow.broker_login import ANONYMOUS, BrokerSecurity
 
 log = logging.getLogger("voxflow.offsets")
 
@@ -49,12 +50,13 @@ class OffsetReset:
     reset_to: int
 
 
-def reset_lost_offsets_on_assignment(app: faust.App, bootstrap: str, publish_audit: AuditPublisher) -> None:
+def reset_lost_offsets_on_assignment(app: faust.App, bootstrap: str, publish_audit: AuditPublisher, *,
+                                     security: BrokerSecurity = ANONYMOUS) -> None:
     """Check the committed offsets each time a rebalance completes, before Faust seeks to them."""
 
     async def check(_sender, **_signal) -> None:
         try:
-            resets = await reset_offsets_beyond_end(app.consumer, bootstrap)
+            resets = await reset_offsets_beyond_end(app.consumer, bootstrap, security=security)
         except (KafkaError, TimeoutError) as error:  # the partitions keep their offsets; the next rebalance checks again
             log.warning("could not check committed offsets against partition ends: %s: %s", type(error).__name__,
                         error)
@@ -72,7 +74,8 @@ def reset_lost_offsets_on_assignment(app: faust.App, bootstrap: str, publish_aud
     app.on_rebalance_complete.connect(check)
 
 
-async def reset_offsets_beyond_end(consumer, bootstrap: str) -> list[OffsetReset]:
+async def reset_offsets_beyond_end(consumer, bootstrap: str, *, security: BrokerSecurity = ANONYMOUS
+                                   ) -> list[OffsetReset]:
     """Seek and commit each assigned partition whose committed offset lies beyond its end to its beginning.
 
     ``consumer`` is the Faust app's consumer; the committed offsets are then what Faust seeks to next.
@@ -85,7 +88,7 @@ async def reset_offsets_beyond_end(consumer, bootstrap: str) -> list[OffsetReset
     suspects = {tp: offset for tp, offset in committed.items() if offset is not None and offset > reported_ends[tp]}
     if not suspects:
         return []
-    ends = await partition_ends(bootstrap, {tp: reported_ends[tp] for tp in suspects})
+    ends = await partition_ends(bootstrap, {tp: reported_ends[tp] for tp in suspects}, security=security)
     beyond = {tp: offset for tp, offset in suspects.items() if tp in ends and offset > ends[tp]}
     if not beyond:
         return []
@@ -97,7 +100,8 @@ async def reset_offsets_beyond_end(consumer, bootstrap: str) -> list[OffsetReset
             for tp, offset in beyond.items()]
 
 
-async def partition_ends(bootstrap: str, reported_ends: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+async def partition_ends(bootstrap: str, reported_ends: Mapping[TopicPartition, int], *,
+                         security: BrokerSecurity = ANONYMOUS) -> dict[TopicPartition, int]:
     """The offset after each partition's last record, given the end the broker reported for it.
 
     A partition whose last batch could not be read within LAST_BATCH_READ_TIMEOUT_S is left out: its end
@@ -107,7 +111,8 @@ async def partition_ends(bootstrap: str, reported_ends: Mapping[TopicPartition, 
     unread = {TopicPartition(tp.topic, tp.partition): end for tp, end in reported_ends.items() if end > 0}
     if not unread:
         return ends
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                **security.client_options())
     await consumer.start()
     try:
         consumer.assign(list(unread))

@@ -13,14 +13,16 @@ from schemas import parse_event
 from schemas.envelope import Event
 from schemas.errors import SchemaError
 from streams.errors import TopicMissing
+from voxflow.broker_login import ANONYMOUS, BrokerSecurity
 
 
 class ResultWatcher:
     """Reads a topic from its current end (no consumer group), keeping the events of chosen journeys."""
 
-    def __init__(self, bootstrap: str, topic: str):
+    def __init__(self, bootstrap: str, topic: str, *, security: BrokerSecurity = ANONYMOUS):
         self.topic = topic
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                          **security.client_options())
         self._seen: list[Event] = []
 
     async def __aenter__(self) -> "ResultWatcher":

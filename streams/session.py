@@ -33,14 +33,15 @@ async def client_session(settings: Settings, *, with_store: bool = True) -> Asyn
     signer_for = signed_by_tenant(TenantKeyFiles(settings.tenant_key_directory()))
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(sealed_store(settings)) if with_store else None
-        producer = await stack.enter_async_context(KafkaProducer(settings.kafka_bootstrap))
+        producer = await stack.enter_async_context(KafkaProducer(settings.kafka_bootstrap,
+                                                                 security=settings.broker_security()))
         yield ClientSession(EventPublisher(producer, signer_for), store)
 
 
 @contextlib.asynccontextmanager
 async def operator_publisher(settings: Settings) -> AsyncIterator[EventPublisher]:
     """Publishes signed by the worker key: what only the deployment's operator may send (an erasure with a reason)."""
-    async with KafkaProducer(settings.kafka_bootstrap) as producer:
+    async with KafkaProducer(settings.kafka_bootstrap, security=settings.broker_security()) as producer:
         yield EventPublisher(producer, signed_by(worker_signer(settings)))
 
 
@@ -66,7 +67,7 @@ async def database(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 async def prepare_stack(settings: Settings) -> dict[str, list[str]]:
     """Create missing topics, apply migrations, make the bucket: safe to run on every start."""
     created = await ensure_topics(settings.kafka_bootstrap, ALL_TOPICS, partitions=settings.topic_partitions,
-                                  replication=settings.topic_replication)
+                                  replication=settings.topic_replication, security=settings.broker_security())
     async with database(settings) as pool:
         migrated = await apply_migrations(pool)
     await open_object_store(settings)

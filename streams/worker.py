@@ -34,6 +34,7 @@ from streams.topics import ALL_TOPICS
 from streams import transport  # noqa: F401 — its aiokafka fix (leave the group at generation 0) serves every transport
 from streams.stages import BATCH_WITHIN_S, Stage, stages_named
 from streams.web import WebServer, create_web_app, dependency_checks
+from voxflow.broker_login import BrokerSecurity
 
 log = logging.getLogger("voxflow.worker")
 
@@ -41,9 +42,11 @@ log = logging.getLogger("voxflow.worker")
 def create_faust_app(settings: Settings, processor: StageProcessor) -> faust.App:
     faust_directory = settings.data_dir / "faust"
     faust_directory.mkdir(parents=True, exist_ok=True)
+    security = settings.broker_security()
     app = faust.App(
         settings.consumer_group,
         broker=f"{settings.faust_transport}://{settings.kafka_bootstrap}",
+        broker_credentials=faust_credentials(security),
         key_serializer="raw",
         value_serializer="raw",
         store="memory://",
@@ -63,8 +66,17 @@ def create_faust_app(settings: Settings, processor: StageProcessor) -> faust.App
     )
     for stage in stages_named(settings.stages):
         _add_stage_agent(app, stage, processor, settings)
-    reset_lost_offsets_on_assignment(app, settings.kafka_bootstrap, processor.publish_audit)
+    reset_lost_offsets_on_assignment(app, settings.kafka_bootstrap, processor.publish_audit, security=security)
     return app
+
+
+def faust_credentials(security: BrokerSecurity) -> faust.SASLCredentials | None:
+    """The SCRAM login for Faust's consumers, producer and admin client; None (Faust's default) when anonymous."""
+    if not security.authenticates:
+        return None
+    ssl_context = security.ssl_context() if security.protocol == "SASL_SSL" else None
+    return faust.SASLCredentials(username=security.username, password=security.password,
+                                 mechanism=security.mechanism, ssl_context=ssl_context)
 
 
 def _add_stage_agent(app: faust.App, stage: Stage, processor: StageProcessor, settings: Settings) -> None:
@@ -119,12 +131,13 @@ class VoxflowWorker:
     async def __aenter__(self) -> "VoxflowWorker":
         settings = self.settings
         text_policy = TextPolicy(settings.deny_patterns())  # a bad pattern stops the worker before it opens anything
+        security = settings.broker_security()
         await ensure_topics(settings.kafka_bootstrap, ALL_TOPICS, partitions=settings.topic_partitions,
-                            replication=settings.topic_replication)
+                            replication=settings.topic_replication, security=security)
         self._pool = await create_pool(settings.postgres_dsn, max_size=8)
         await apply_migrations(self._pool)
         self._reachability = BrokerReachability(settings.kafka_bootstrap)
-        self._producer = KafkaProducer(settings.kafka_bootstrap, self._reachability)
+        self._producer = KafkaProducer(settings.kafka_bootstrap, self._reachability, security=security)
         await self._producer.start()
         data_keys = data_keys_for(settings, self._pool)
         await data_keys.check_keyring()

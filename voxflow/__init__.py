@@ -20,17 +20,17 @@ from schemas.events import (AdaptationFailed, AdaptationProgress, AdaptationRequ
                             SynthesisFailed, SynthesisRequested, SynthesisScored, VoiceReady)
 from voxflow.client import AsyncClient, ClonedSpeech
 from voxflow.config import ClientConfig, read_key_file
-from voxflow.errors import (BrokerUnreachable, ClientConfigError, DeliveryFailed, DeliveryForbidden,
-                            DeliveryUnauthorized, RequestDeadLettered, RequestFailed, ResultTimeout,
+from voxflow.errors import (BrokerLoginRefused, BrokerUnreachable, ClientConfigError, DeliveryFailed,
+                            DeliveryForbidden, DeliveryUnauthorized, RequestDeadLettered, RequestFailed, ResultTimeout,
                             SynthesisNotAvailable, UploadFailed, VoiceErased, VoxflowClientError)
 from voxflow.json_schemas import schema
 from voxflow.sync import Client
 
 __all__ = [
     "AsyncClient", "Client", "ClientConfig", "ClonedSpeech", "read_key_file", "schema",
-    "VoxflowClientError", "ClientConfigError", "BrokerUnreachable", "UploadFailed", "ResultTimeout",
-    "RequestDeadLettered", "RequestFailed", "DeliveryFailed", "DeliveryUnauthorized", "DeliveryForbidden",
-    "SynthesisNotAvailable", "VoiceErased",
+    "VoxflowClientError", "ClientConfigError", "BrokerUnreachable", "BrokerLoginRefused", "UploadFailed",
+    "ResultTimeout", "RequestDeadLettered", "RequestFailed", "DeliveryFailed", "DeliveryUnauthorized",
+    "DeliveryForbidden", "SynthesisNotAvailable", "VoiceErased",
     "Event", "SampleUploaded", "SampleAccepted", "SampleRejected", "ConsentGranted", "ConsentVerified",
     "ConsentRejected", "ConsentRevoked", "ConsentRevocationApplied", "AdaptationRequested", "AdaptationProgress",
     "VoiceReady", "AdaptationFailed", "SynthesisRequested", "SynthesisControls", "SynthesisChunkReady",

@@ -26,9 +26,10 @@ from schemas.events import (AdaptationRequested, AnalysisRequested, ConsentGrant
                             ErasureRequested, SampleUploaded, SynthesisCompleted, SynthesisControls, SynthesisRequested,
                             SynthesisScored, VoiceReady, VoiceWeight)
 from voxflow import envelopes
+from voxflow.broker_login import login_refusal
 from voxflow.config import ClientConfig
 from voxflow.delivery import download_audio, download_dub, download_report
-from voxflow.errors import BrokerUnreachable, RequestFailed
+from voxflow.errors import BrokerLoginRefused, BrokerUnreachable, RequestFailed
 from voxflow.objects import Uploads
 from voxflow.results import ProgressCallback, ResultFeed, consumer_for, expectation_for
 
@@ -66,7 +67,8 @@ class AsyncClient:
     async def __aenter__(self) -> "AsyncClient":
         producer = await self._started_producer()
         config = self.config
-        results = ResultFeed(consumer_for(config.kafka_bootstrap, broker_timeout_s=config.broker_timeout_s),
+        results = ResultFeed(consumer_for(config.kafka_bootstrap, broker_timeout_s=config.broker_timeout_s,
+                                          security=config.broker_security),
                              bootstrap=config.kafka_bootstrap, tenant_id=config.tenant_id,
                              worker_public_key=config.worker_public_key, broker_timeout_s=config.broker_timeout_s)
         try:
@@ -78,15 +80,26 @@ class AsyncClient:
         return self
 
     async def _started_producer(self) -> AIOKafkaProducer:
-        producer = AIOKafkaProducer(bootstrap_servers=self.config.kafka_bootstrap, acks="all", linger_ms=0,
-                                    request_timeout_ms=int(self.config.broker_timeout_s * 1000))
+        config = self.config
+        producer = AIOKafkaProducer(bootstrap_servers=config.kafka_bootstrap, acks="all", linger_ms=0,
+                                    request_timeout_ms=int(config.broker_timeout_s * 1000),
+                                    **config.broker_security.client_options())
         try:
-            await asyncio.wait_for(producer.start(), self.config.broker_timeout_s)
+            await asyncio.wait_for(producer.start(), config.broker_timeout_s)
         except (KafkaError, TimeoutError, OSError) as error:
             await producer.stop()
-            raise BrokerUnreachable(f"cannot reach Kafka at {self.config.kafka_bootstrap}: "
+            await self._raise_if_login_refused()
+            raise BrokerUnreachable(f"cannot reach Kafka at {config.kafka_bootstrap}: "
                                     f"{type(error).__name__}: {error}") from error
         return producer
+
+    async def _raise_if_login_refused(self) -> None:
+        """aiokafka reports a refused login as a failed bootstrap: one more login attempt tells them apart."""
+        security = self.config.broker_security
+        refusal = await login_refusal(self.config.kafka_bootstrap, security)
+        if refusal is not None:
+            raise BrokerLoginRefused(f"Kafka at {self.config.kafka_bootstrap} refused the login of "
+                                     f"{security.username!r}: {type(refusal).__name__}: {refusal}") from refusal
 
     async def __aexit__(self, *exc_info) -> None:
         if self._results is not None:

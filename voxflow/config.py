@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import TypeAdapter, ValidationError
 
 from processors.trust.consent import ED25519_PRIVATE_KEY_BYTES, ED25519_PUBLIC_KEY_BYTES
+from voxflow.broker_login import ANONYMOUS, BrokerSecurity, tenant_broker_password_file, tenant_broker_user
 from voxflow.errors import ClientConfigError
 
 # The embedded stack's defaults (`voxflow stack up`), as the CLI's settings have them.
@@ -35,7 +36,8 @@ class ClientConfig:
     `voxflow tenant add` writes); its public key must be registered with the deployment. When
     ``worker_public_key`` (raw 32 bytes) is given, result events not signed by it are ignored.
     ``default_timeout_s`` bounds each wait and download unless the call says otherwise;
-    ``broker_timeout_s`` bounds connecting to Kafka and each send's acknowledgement."""
+    ``broker_timeout_s`` bounds connecting to Kafka and each send's acknowledgement; ``broker_security`` is
+    the tenant's broker login (anonymous by default)."""
 
     tenant_id: str
     tenant_key: bytes = field(repr=False)
@@ -50,6 +52,7 @@ class ClientConfig:
     default_timeout_s: float = DEFAULT_TIMEOUT_S
     broker_timeout_s: float = DEFAULT_BROKER_TIMEOUT_S
     worker_public_key: bytes | None = None
+    broker_security: BrokerSecurity = ANONYMOUS
 
     def __post_init__(self) -> None:
         if not self.tenant_id:
@@ -66,7 +69,10 @@ class ClientConfig:
         """From the ``VOXFLOW_*`` variables the CLI reads (no ``.env`` file), plus the client's own:
         ``VOXFLOW_TENANT_ID``, ``VOXFLOW_TENANT_KEY_FILE`` (default ``<tenant keys dir>/<tenant>.key``),
         ``VOXFLOW_DELIVERY_URL`` (default ``http://<web host>:<web port>``), ``VOXFLOW_WORKER_PUBLIC_KEY``
-        (base64) and ``VOXFLOW_CLIENT_TIMEOUT_S``."""
+        (base64), ``VOXFLOW_CLIENT_TIMEOUT_S``, and the broker login: ``VOXFLOW_KAFKA_SECURITY_PROTOCOL``,
+        ``VOXFLOW_KAFKA_SASL_MECHANISM``, ``VOXFLOW_KAFKA_USERNAME`` (default ``tenant-<tenant>``),
+        ``VOXFLOW_KAFKA_PASSWORD`` (default: the ``<tenant keys dir>/<tenant>.broker-password`` file that
+        `voxflow tenant add` writes) and ``VOXFLOW_KAFKA_SSL_CAFILE``."""
         env = os.environ if environ is None else environ
         tenant_id = env.get("VOXFLOW_TENANT_ID", DEFAULT_TENANT_ID)
         key_directory = Path(env.get("VOXFLOW_TENANT_KEYS_DIR")
@@ -86,6 +92,7 @@ class ClientConfig:
             delivery_url=env.get("VOXFLOW_DELIVERY_URL", f"http://{web_address}"),
             default_timeout_s=_parsed(float, env, "VOXFLOW_CLIENT_TIMEOUT_S", DEFAULT_TIMEOUT_S),
             worker_public_key=_base64_key(worker_key, "VOXFLOW_WORKER_PUBLIC_KEY") if worker_key else None,
+            broker_security=_broker_security(env, tenant_id, key_directory),
         )
 
 
@@ -102,6 +109,26 @@ def read_key_file(path: Path) -> bytes:
     if len(seed) != ED25519_PRIVATE_KEY_BYTES:
         raise ClientConfigError(f"{path} holds {len(seed)} bytes, not a {ED25519_PRIVATE_KEY_BYTES}-byte Ed25519 seed")
     return seed
+
+
+def _broker_security(env: Mapping[str, str], tenant_id: str, key_directory: Path) -> BrokerSecurity:
+    protocol = env.get("VOXFLOW_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    if protocol == "PLAINTEXT":
+        return ANONYMOUS
+    password = (env.get("VOXFLOW_KAFKA_PASSWORD")
+                or _read_password(tenant_broker_password_file(key_directory, tenant_id)))
+    cafile = env.get("VOXFLOW_KAFKA_SSL_CAFILE")
+    return BrokerSecurity(protocol, env.get("VOXFLOW_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+                          env.get("VOXFLOW_KAFKA_USERNAME") or tenant_broker_user(tenant_id), password,
+                          Path(cafile) if cafile else None)
+
+
+def _read_password(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as error:
+        raise ClientConfigError(f"no VOXFLOW_KAFKA_PASSWORD, and cannot read the broker password {path}: "
+                                f"{error.strerror or error}") from error
 
 
 def _parsed(kind: type, env: Mapping[str, str], name: str, default):

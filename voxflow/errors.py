@@ -15,6 +15,10 @@ class BrokerUnreachable(VoxflowClientError):
     """Kafka did not accept the connection or the event in time."""
 
 
+class BrokerLoginRefused(BrokerUnreachable):
+    """Kafka refused the client's SASL login: unknown user, wrong password, or a mechanism it does not offer."""
+
+
 class UploadFailed(VoxflowClientError):
     """The object store did not take the audio (unreachable, wrong credentials, no such bucket)."""
 

@@ -18,6 +18,7 @@ from schemas.envelope import Event
 from schemas.errors import SchemaError
 from schemas.events import (AdaptationRequested, AnalysisRequested, ConsentGranted, ConsentRevoked, DeadLettered,
                             DubRequested, ErasureRequested, SampleUploaded, SynthesisRequested)
+from voxflow.broker_login import ANONYMOUS, BrokerSecurity
 from voxflow.envelopes import DEAD_LETTER_TOPIC, RESULTS_TOPIC
 from voxflow.errors import BrokerUnreachable, RequestDeadLettered, ResultTimeout
 
@@ -80,9 +81,9 @@ def expectation_for(awaited: Event | uuid.UUID, types: Iterable[str] | None = No
                        f"{awaited.type} {request_id}", awaited)
 
 
-def consumer_for(bootstrap: str, *, broker_timeout_s: float) -> AIOKafkaConsumer:
+def consumer_for(bootstrap: str, *, broker_timeout_s: float, security: BrokerSecurity = ANONYMOUS) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                            request_timeout_ms=int(broker_timeout_s * 1000))
+                            request_timeout_ms=int(broker_timeout_s * 1000), **security.client_options())
 
 
 def accepted_result(value: bytes, headers: Iterable[tuple[str, bytes]], worker_public_key: bytes | None
