@@ -1,4 +1,4 @@
-"""`voxflow verify FILE`: the chain of custody of an output file, link by link."""
+"""`voxflow verify FILE`: the chain of custody of an output file (a synthesis or a dub), link by link."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from infra.settings import Settings
 def verify(settings: Settings, audio: Path, as_json: bool) -> None:
     """Check an output file's chain of custody; exit 1 if any link fails.
 
-    Made by voxflow (C2PA manifest, watermark with the manifest's payload), for which synthesis and voice,
+    Made by voxflow (C2PA manifest, watermark with the manifest's payload), for which synthesis or dub and voice,
     under which owner-signed consent (Ed25519 signature and scope), and which signed audit checkpoint covers it.
     """
     from processors.trust.provenance import MIME_TYPE_BY_SUFFIX, UNKNOWN_MIME_TYPE

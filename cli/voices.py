@@ -177,7 +177,7 @@ def _compared_voice(settings: Settings, encoder, compare_file: Path | None, voic
                 return None
             # the embedding column is readable without opening the sealed profile
             return await ProfileRepository(pool, sealer=None).latest_embedding(voice_id=voice_id,
-                                                                              tenant_id=voice["tenant_id"])
+                                                                              tenant_id=voice.tenant_id)
 
     embedding = run_async(stored_embedding())
     if embedding is None:

@@ -13,8 +13,12 @@ import asyncpg
 
 from infra.data_keys import voice_scope
 from infra.errors import InfraError
+from infra.records import (ConsentRecord, DubRecord, ErasedOutput, ProfileVersion, SampleRecord, SynthesisChunk,
+                           SynthesisRecord, VoiceRecord, from_row)
 from processors.trust.audit_chain import GENESIS_HASH, audit_record_hash
 from processors.trust.audit_checkpoints import SignedCheckpoint
+from processors.trust.custody import OutputFacts
+from schemas.events import DUBBING_PURPOSE
 
 # Serialises appends to the single audit chain across every worker process.
 AUDIT_CHAIN_LOCK_ID = 0x617564697463
@@ -44,19 +48,30 @@ class VoiceRepository:
         self.pool = pool
 
     async def ensure_voice(self, *, voice_id: str, tenant_id: str) -> None:
-        owner = await self.pool.fetchrow(
-            "INSERT INTO voices (voice_id, tenant_id) VALUES ($1, $2)"
-            " ON CONFLICT (voice_id) DO UPDATE SET voice_id = EXCLUDED.voice_id RETURNING tenant_id, erased_at",
-            voice_id, tenant_id,
-        )
-        if owner["tenant_id"] != tenant_id:
-            raise VoiceOwnedByAnotherTenant(f"voice {voice_id!r} belongs to another tenant")
-        if owner["erased_at"] is not None:
-            raise VoiceErased(f"voice {voice_id!r} was erased at {owner['erased_at'].isoformat()}: "
-                              "its id cannot be used again")
+        (refusal,) = await self.ensure_voices(claims=[(voice_id, tenant_id)])
+        if refusal is not None:
+            raise refusal
 
-    async def get_voice(self, *, voice_id: str) -> asyncpg.Record | None:
-        return await self.pool.fetchrow("SELECT * FROM voices WHERE voice_id = $1", voice_id)
+    async def ensure_voices(
+        self, *, claims: list[tuple[str, str]],
+    ) -> list[VoiceOwnedByAnotherTenant | VoiceErased | None]:
+        """``ensure_voice`` for each (voice id, tenant id) claim, in one statement, as if made one after the
+        other: a new voice goes to its first claim's tenant. Each claim's refusal, in order; None where granted."""
+        first_claims: dict[str, str] = {}
+        for voice_id, tenant_id in claims:
+            first_claims.setdefault(voice_id, tenant_id)
+        # ordered: concurrent batches lock the voices they share in the same order, so they queue instead of deadlocking
+        rows = await self.pool.fetch(
+            "INSERT INTO voices (voice_id, tenant_id) SELECT * FROM unnest($1::text[], $2::text[]) ORDER BY 1"
+            " ON CONFLICT (voice_id) DO UPDATE SET voice_id = EXCLUDED.voice_id RETURNING voice_id, tenant_id, erased_at",
+            list(first_claims), list(first_claims.values()),
+        )
+        owners = {row["voice_id"]: row for row in rows}
+        return [_claim_refusal(voice_id, tenant_id, owners[voice_id]) for voice_id, tenant_id in claims]
+
+    async def get_voice(self, *, voice_id: str) -> VoiceRecord | None:
+        row = await self.pool.fetchrow("SELECT * FROM voices WHERE voice_id = $1", voice_id)
+        return None if row is None else from_row(VoiceRecord, row)
 
     async def clear_review(self, *, voice_id: str) -> bool:
         """An operator's decision that the voice may be built although it sounds like another tenant's."""
@@ -66,6 +81,16 @@ class VoiceRepository:
     async def set_protected(self, *, voice_id: str, protected: bool) -> bool:
         status = await self.pool.execute("UPDATE voices SET protected = $2 WHERE voice_id = $1", voice_id, protected)
         return status.endswith(" 1")
+
+
+def _claim_refusal(voice_id: str, tenant_id: str,
+                   owner: asyncpg.Record) -> VoiceOwnedByAnotherTenant | VoiceErased | None:
+    if owner["tenant_id"] != tenant_id:
+        return VoiceOwnedByAnotherTenant(f"voice {voice_id!r} belongs to another tenant")
+    if owner["erased_at"] is not None:
+        return VoiceErased(f"voice {voice_id!r} was erased at {owner['erased_at'].isoformat()}: "
+                           "its id cannot be used again")
+    return None
 
 
 class SampleRepository:
@@ -88,16 +113,18 @@ class SampleRepository:
             list(reasons), list(suggestions), speech_s, quality or {},
         )
 
-    async def decisions(self, *, voice_id: str, sample_ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
+    async def decisions(self, *, voice_id: str, sample_ids: list[uuid.UUID]) -> dict[uuid.UUID, SampleRecord]:
+        """The decided samples among ``sample_ids`` of the voice, by id (an undecided one is missing)."""
         rows = await self.pool.fetch(
             "SELECT * FROM samples WHERE voice_id = $1 AND sample_id = ANY($2::uuid[])", voice_id, sample_ids
         )
-        return {row["sample_id"]: row for row in rows}
+        return {row["sample_id"]: from_row(SampleRecord, row) for row in rows}
 
-    async def accepted_for_voice(self, *, voice_id: str) -> list[asyncpg.Record]:
-        return await self.pool.fetch(
+    async def accepted_for_voice(self, *, voice_id: str) -> list[SampleRecord]:
+        rows = await self.pool.fetch(
             "SELECT * FROM samples WHERE voice_id = $1 AND status = 'accepted' ORDER BY decided_at", voice_id
         )
+        return [from_row(SampleRecord, row) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -124,20 +151,20 @@ class ConsentRepository:
         self.pool = pool
 
     async def record_decision(self, decision: ConsentDecision) -> None:
-        await self.pool.execute(
-            "INSERT INTO consents (consent_id, voice_id, tenant_id, owner_id, owner_public_key, status, reasons,"
-            " purposes, languages, issued_at, expires_at, max_uses, document, signature, statement_embedding)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15::vector)"
-            " ON CONFLICT (consent_id) DO NOTHING",
-            decision.consent_id, decision.voice_id, decision.tenant_id, decision.owner_id,
-            decision.owner_public_key, decision.status, decision.reasons, decision.purposes,
-            decision.languages, decision.issued_at, decision.expires_at, decision.max_uses,
-            decision.document, decision.signature,
-            None if decision.statement_embedding is None else _vector_literal(decision.statement_embedding),
-        )
+        await self.pool.execute(_RECORD_CONSENT_DECISION, *_consent_decision_row(decision))
 
-    async def get(self, *, consent_id: uuid.UUID) -> asyncpg.Record | None:
-        return await self.pool.fetchrow("SELECT * FROM consents WHERE consent_id = $1", consent_id)
+    async def record_decisions(self, decisions: list[ConsentDecision]) -> None:
+        """``record_decision`` for each of ``decisions``, in order (a consent keeps its first), in one round trip."""
+        await self.pool.executemany(_RECORD_CONSENT_DECISION, [_consent_decision_row(d) for d in decisions])
+
+    async def get(self, *, consent_id: uuid.UUID) -> ConsentRecord | None:
+        row = await self.pool.fetchrow("SELECT * FROM consents WHERE consent_id = $1", consent_id)
+        return None if row is None else _consent(row)
+
+    async def get_many(self, *, consent_ids: list[uuid.UUID]) -> dict[uuid.UUID, ConsentRecord]:
+        """The stored ones of ``consent_ids``, by id, in one query."""
+        rows = await self.pool.fetch("SELECT * FROM consents WHERE consent_id = ANY($1::uuid[])", consent_ids)
+        return {row["consent_id"]: _consent(row) for row in rows}
 
     async def statement_embedding(self, *, consent_id: uuid.UUID) -> list[float] | None:
         text = await self.pool.fetchval(
@@ -145,13 +172,14 @@ class ConsentRepository:
         )
         return None if text is None else [float(v) for v in text.strip("[]").split(",")]
 
-    async def current_for_voice(self, *, voice_id: str, now: datetime) -> asyncpg.Record | None:
+    async def current_for_voice(self, *, voice_id: str, now: datetime) -> ConsentRecord | None:
         """The newest verified, unexpired consent of the voice (revoked ones are not 'verified')."""
-        return await self.pool.fetchrow(
+        row = await self.pool.fetchrow(
             "SELECT * FROM consents WHERE voice_id = $1 AND status = 'verified' AND expires_at > $2"
             " ORDER BY issued_at DESC LIMIT 1",
             voice_id, now,
         )
+        return None if row is None else _consent(row)
 
     async def revoke(self, *, consent_id: uuid.UUID, revoked_at: datetime) -> None:
         await self.pool.execute(
@@ -172,6 +200,36 @@ class ConsentRepository:
             "SELECT count(*) FROM consents WHERE voice_id = $1 AND status = 'rejected' AND decided_at >= $2",
             voice_id, since,
         )
+
+    async def rejections_since_by_voice(self, *, voice_ids: list[str], since: datetime) -> dict[str, int]:
+        """``rejections_since`` for each of ``voice_ids`` in one query; a voice without any is left out."""
+        rows = await self.pool.fetch(
+            "SELECT voice_id, count(*) AS rejections FROM consents WHERE voice_id = ANY($1::text[])"
+            " AND status = 'rejected' AND decided_at >= $2 GROUP BY voice_id",
+            voice_ids, since,
+        )
+        return {row["voice_id"]: row["rejections"] for row in rows}
+
+
+def _consent(row: asyncpg.Record) -> ConsentRecord:
+    return from_row(ConsentRecord, row, owner_public_key=bytes(row["owner_public_key"]),
+                    signature=bytes(row["signature"]))
+
+
+_RECORD_CONSENT_DECISION = (
+    "INSERT INTO consents (consent_id, voice_id, tenant_id, owner_id, owner_public_key, status, reasons,"
+    " purposes, languages, issued_at, expires_at, max_uses, document, signature, statement_embedding)"
+    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15::vector)"
+    " ON CONFLICT (consent_id) DO NOTHING"
+)
+
+
+def _consent_decision_row(decision: ConsentDecision) -> tuple:
+    return (decision.consent_id, decision.voice_id, decision.tenant_id, decision.owner_id,
+            decision.owner_public_key, decision.status, decision.reasons, decision.purposes,
+            decision.languages, decision.issued_at, decision.expires_at, decision.max_uses,
+            decision.document, decision.signature,
+            None if decision.statement_embedding is None else _vector_literal(decision.statement_embedding))
 
 
 class ProfileSealer(Protocol):
@@ -218,27 +276,26 @@ class ProfileRepository:
             )
             return version
 
-    async def latest(self, *, voice_id: str) -> dict[str, Any] | None:
-        """``voice_id``, ``version``, ``profile`` (opened), ``sample_ids`` of the newest version."""
+    async def latest(self, *, voice_id: str) -> ProfileVersion | None:
+        """The newest version, opened."""
         return await self._opened(await self.pool.fetchrow(
             "SELECT voice_id, version, sealed_profile, sample_ids FROM voice_profiles WHERE voice_id = $1"
             " ORDER BY version DESC LIMIT 1",
             voice_id,
         ))
 
-    async def version(self, *, voice_id: str, version: int) -> dict[str, Any] | None:
+    async def version(self, *, voice_id: str, version: int) -> ProfileVersion | None:
         return await self._opened(await self.pool.fetchrow(
             "SELECT voice_id, version, sealed_profile, sample_ids FROM voice_profiles WHERE voice_id = $1 AND version = $2",
             voice_id, version,
         ))
 
-    async def _opened(self, row: asyncpg.Record | None) -> dict[str, Any] | None:
+    async def _opened(self, row: asyncpg.Record | None) -> ProfileVersion | None:
         if row is None:
             return None
         profile = await self.sealer.open(bytes(row["sealed_profile"]),
                                          context=_profile_context(row["voice_id"], row["version"]))
-        return {"voice_id": row["voice_id"], "version": row["version"], "profile": profile,
-                "sample_ids": list(row["sample_ids"])}
+        return ProfileVersion(row["voice_id"], row["version"], profile, list(row["sample_ids"]))
 
     async def latest_embedding(self, *, voice_id: str, tenant_id: str) -> list[float] | None:
         """The speaker embedding of the voice's newest profile; None unless the voice is ``tenant_id``'s, not
@@ -306,6 +363,18 @@ class AdaptationJobRepository:
             voice_id,
         )
         return [row["request"] for row in rows]
+
+    async def waiting_requests_by_voice(self, *, voice_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """``waiting_requests`` for each of ``voice_ids`` in one query; a voice without any is left out."""
+        rows = await self.pool.fetch(
+            "SELECT voice_id, request FROM adaptation_jobs WHERE voice_id = ANY($1::text[]) AND status = 'waiting'"
+            " ORDER BY updated_at",
+            voice_ids,
+        )
+        waiting: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            waiting.setdefault(row["voice_id"], []).append(row["request"])
+        return waiting
 
 
 @dataclass(frozen=True)
@@ -381,24 +450,26 @@ class SynthesisRepository:
             synthesis_id, chunk_index, raw_key, duration_s, compute_s,
         )
 
-    async def chunk(self, *, synthesis_id: uuid.UUID, chunk_index: int) -> asyncpg.Record | None:
-        return await self.pool.fetchrow(
+    async def chunk(self, *, synthesis_id: uuid.UUID, chunk_index: int) -> SynthesisChunk | None:
+        row = await self.pool.fetchrow(
             "SELECT * FROM synthesis_chunks WHERE synthesis_id = $1 AND chunk_index = $2", synthesis_id, chunk_index
         )
+        return None if row is None else from_row(SynthesisChunk, row)
 
-    async def release_chunk(self, *, synthesis_id: uuid.UUID, chunk_index: int, object_key: str) -> asyncpg.Record:
-        """The released chunk's row (its ``object_key`` and ``released_at``)."""
-        return await self.pool.fetchrow(
+    async def release_chunk(self, *, synthesis_id: uuid.UUID, chunk_index: int, object_key: str) -> SynthesisChunk:
+        """The released chunk (its ``object_key`` and ``released_at`` set)."""
+        return from_row(SynthesisChunk, await self.pool.fetchrow(
             "UPDATE synthesis_chunks SET object_key = $3, released_at = coalesce(released_at, now())"
             " WHERE synthesis_id = $1 AND chunk_index = $2 RETURNING *",
             synthesis_id, chunk_index, object_key,
-        )
+        ))
 
-    async def released_chunks(self, *, synthesis_id: uuid.UUID) -> list[asyncpg.Record]:
-        return await self.pool.fetch(
+    async def released_chunks(self, *, synthesis_id: uuid.UUID) -> list[SynthesisChunk]:
+        rows = await self.pool.fetch(
             "SELECT * FROM synthesis_chunks WHERE synthesis_id = $1 AND released_at IS NOT NULL ORDER BY chunk_index",
             synthesis_id,
         )
+        return [from_row(SynthesisChunk, row) for row in rows]
 
     async def mark_completed(
         self, *, synthesis_id: uuid.UUID, object_key: str, watermark_payload: str, latency_s: float, rtf: float,
@@ -422,19 +493,20 @@ class SynthesisRepository:
             "UPDATE syntheses SET status = 'failed', reason = $2 WHERE synthesis_id = $1", synthesis_id, reason
         )
 
-    async def get(self, *, synthesis_id: uuid.UUID) -> dict[str, Any] | None:
-        """The request's row, its ``profile`` opened (None for a request refused before it had one)."""
+    async def get(self, *, synthesis_id: uuid.UUID) -> SynthesisRecord | None:
+        """The request, its ``profile`` opened (None for a request refused before it had one)."""
         row = await self.pool.fetchrow("SELECT * FROM syntheses WHERE synthesis_id = $1", synthesis_id)
         if row is None:
             return None
-        opened = dict(row)
-        sealed = opened.pop("sealed_profile")
-        opened["profile"] = None if sealed is None else await self.sealer.open(
+        sealed = row["sealed_profile"]
+        profile = None if sealed is None else await self.sealer.open(
             bytes(sealed), context=_synthesis_profile_context(synthesis_id))
-        return opened
+        return from_row(SynthesisRecord, row, profile=profile)
 
-    async def find_by_watermark(self, *, payload: str) -> asyncpg.Record | None:
-        return await self.pool.fetchrow("SELECT * FROM syntheses WHERE watermark_payload = $1", payload)
+    async def find_by_watermark(self, *, payload: str) -> SynthesisRecord | None:
+        """The synthesis whose output carries ``payload`` (its profile left sealed: a detection names, never speaks)."""
+        row = await self.pool.fetchrow("SELECT * FROM syntheses WHERE watermark_payload = $1", payload)
+        return None if row is None else from_row(SynthesisRecord, row)
 
     async def request_times_since(self, *, tenant_id: str, since: datetime) -> list[datetime]:
         """When the tenant asked for speech since ``since``: its syntheses and its dubs."""
@@ -460,15 +532,18 @@ class DubRepository:
 
     async def record_request(self, *, dub_id: uuid.UUID, voice_id: str, tenant_id: str, requested_at: datetime,
                              status: str, correlation_id: uuid.UUID | None, request_event_id: uuid.UUID,
-                             consent_id: uuid.UUID | None = None, reason: str | None = None) -> None:
+                             consent_id: uuid.UUID | None = None, reason: str | None = None,
+                             languages: list[str] = ()) -> None:
         await self.pool.execute(
             "INSERT INTO dubs (dub_id, voice_id, tenant_id, consent_id, status, reason, requested_at, correlation_id,"
-            " request_event_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (dub_id) DO NOTHING",
+            " request_event_id, languages) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT (dub_id) DO NOTHING",
             dub_id, voice_id, tenant_id, consent_id, status, reason, requested_at, correlation_id, request_event_id,
+            list(languages),
         )
 
-    async def get(self, *, dub_id: uuid.UUID) -> asyncpg.Record | None:
-        return await self.pool.fetchrow("SELECT * FROM dubs WHERE dub_id = $1", dub_id)
+    async def get(self, *, dub_id: uuid.UUID) -> DubRecord | None:
+        row = await self.pool.fetchrow("SELECT * FROM dubs WHERE dub_id = $1", dub_id)
+        return None if row is None else from_row(DubRecord, row)
 
     async def mark_completed(self, *, dub_id: uuid.UUID, output_key: str, media_type: str, watermark_payload: str,
                              duration_s: float, placements: list[dict[str, Any]], overflows: list[dict[str, Any]],
@@ -485,8 +560,9 @@ class DubRepository:
     async def mark_failed(self, *, dub_id: uuid.UUID, reason: str) -> None:
         await self.pool.execute("UPDATE dubs SET status = 'failed', reason = $2 WHERE dub_id = $1", dub_id, reason)
 
-    async def find_by_watermark(self, *, payload: str) -> asyncpg.Record | None:
-        return await self.pool.fetchrow("SELECT * FROM dubs WHERE watermark_payload = $1", payload)
+    async def find_by_watermark(self, *, payload: str) -> DubRecord | None:
+        row = await self.pool.fetchrow("SELECT * FROM dubs WHERE watermark_payload = $1", payload)
+        return None if row is None else from_row(DubRecord, row)
 
     async def fail_stalled(self, *, requested_before: datetime, reason: str) -> list[StalledDub]:
         """Fail every dub still accepted that was requested before ``requested_before``; the ones this call failed."""
@@ -590,23 +666,30 @@ def _entry(row: asyncpg.Record) -> AuditEntry:
 
 
 class CustodyRepository:
-    """What `voxflow verify` looks up about one output: its synthesis and the audit entries of its completion."""
+    """What `voxflow verify` looks up about one output: its synthesis or dub and the audit entries of its completion."""
 
     def __init__(self, pool: asyncpg.Pool):
         self.pool = pool
 
-    async def synthesis(self, *, watermark_payload: str | None, synthesis_id: uuid.UUID | None) -> asyncpg.Record | None:
-        """The synthesis with this payload, else the one with this id (the manifest's, when no mark was read)."""
-        return await self.pool.fetchrow(
-            "SELECT synthesis_id, tenant_id, voice_id, consent_id, purpose, language, status, requested_at,"
-            " watermark_payload FROM syntheses WHERE watermark_payload = $1 OR synthesis_id = $2"
-            " ORDER BY (watermark_payload = $1) DESC NULLS LAST LIMIT 1", watermark_payload, synthesis_id,
-        )
-
-    async def completion_entry(self, *, synthesis_id: uuid.UUID) -> AuditEntry | None:
+    async def output(self, *, watermark_payload: str | None, output_id: uuid.UUID | None) -> OutputFacts | None:
+        """The synthesis or dub with this payload, else the one with this id (the manifest's, when no mark was read)."""
         row = await self.pool.fetchrow(
-            "SELECT * FROM audit_log WHERE record->>'action' = 'synthesis.completed'"
-            " AND record->'detail'->>'synthesis_id' = $1 ORDER BY sequence LIMIT 1", str(synthesis_id),
+            "SELECT * FROM ("
+            " SELECT 'synthesis' AS kind, synthesis_id AS output_id, tenant_id, voice_id, consent_id, purpose,"
+            " ARRAY[language] AS languages, status, requested_at, watermark_payload FROM syntheses"
+            " WHERE watermark_payload = $1 OR synthesis_id = $2"
+            " UNION ALL SELECT 'dub', dub_id, tenant_id, voice_id, consent_id, $3::text, languages, status, requested_at,"
+            " watermark_payload FROM dubs WHERE watermark_payload = $1 OR dub_id = $2"
+            ") AS outputs ORDER BY (watermark_payload = $1) DESC NULLS LAST LIMIT 1",
+            watermark_payload, output_id, DUBBING_PURPOSE,
+        )
+        return None if row is None else OutputFacts(**{**dict(row), "languages": tuple(row["languages"])})
+
+    async def completion_entry(self, *, kind: str, output_id: uuid.UUID) -> AuditEntry | None:
+        """The audit entry of the ``kind`` ("synthesis" or "dub") ``output_id``'s completion."""
+        row = await self.pool.fetchrow(
+            "SELECT * FROM audit_log WHERE record->>'action' = $1 AND record->'detail'->>$2 = $3"
+            " ORDER BY sequence LIMIT 1", f"{kind}.completed", f"{kind}_id", str(output_id),
         )
         return None if row is None else _entry(row)
 
@@ -774,13 +857,23 @@ class ErasureRepository:
                                 voice_id)
 
     async def erase_rows(self, *, voice_id: str) -> dict[str, int]:
-        """Delete every row about the voice except the voice's own (it keeps the id from coming back)."""
+        """Delete every row about the voice except the voice's own (it keeps the id from coming back), leaving the
+        ids of its outputs as erased."""
         deleted = {}
         async with _transaction(self.pool) as connection:
+            await connection.execute(
+                "INSERT INTO erased_outputs (output_id, kind, tenant_id)"
+                " SELECT synthesis_id, 'synthesis', tenant_id FROM syntheses WHERE voice_id = $1"
+                " UNION ALL SELECT dub_id, 'dub', tenant_id FROM dubs WHERE voice_id = $1"
+                " ON CONFLICT (output_id) DO NOTHING", voice_id)
             for table in self._TABLES:
                 status = await connection.execute(f"DELETE FROM {table} WHERE voice_id = $1", voice_id)
                 deleted[table] = int(status.split()[-1])
         return deleted
+
+    async def erased_output(self, *, output_id: uuid.UUID) -> ErasedOutput | None:
+        row = await self.pool.fetchrow("SELECT * FROM erased_outputs WHERE output_id = $1", output_id)
+        return None if row is None else from_row(ErasedOutput, row)
 
     async def audit_records_naming(self, *, voice_id: str) -> int:
         return await self.pool.fetchval("SELECT count(*) FROM audit_log WHERE record->>'voice_id' = $1", voice_id)

@@ -57,6 +57,20 @@ class Event(BaseModel):
             **fields,
         )
 
+    def request_follow_up(self, event_class: type[E], request_id: uuid.UUID, *, discriminator: str = "",
+                          **fields) -> E:
+        """A follow-up that a request has once, whichever of its events causes it: its id derives from the
+        request's id, so a second cause (another chunk's redelivery, say) sends the same event again."""
+        event_type = event_class.model_fields["type"].default
+        return event_class(
+            event_id=uuid.uuid5(request_id, f"{event_type}:{discriminator}"),
+            tenant_id=self.tenant_id,
+            voice_id=self.voice_id,
+            correlation_id=self.correlation_id,
+            causation_id=self.event_id,
+            **fields,
+        )
+
     def key(self) -> bytes:
         return self.voice_id.encode()
 

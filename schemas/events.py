@@ -27,6 +27,7 @@ def require_own_key(event: Event, key: str | None, area: str, *, per_voice: bool
         owner = "tenant and voice" if per_voice else "tenant"
         raise ValueError(f"object key {key[:200]!r} is outside the event's {owner}: it must start with {prefix!r}")
 Purpose = Literal["narration", "assistant", "dubbing", "accessibility", "advertising", "research", "demo"]
+DUBBING_PURPOSE: Purpose = "dubbing"  # what a dub's consent must grant
 
 
 # --- upload / ingest -------------------------------------------------------------------------
@@ -438,14 +439,18 @@ class SyntheticSpeechScore(BaseModel):
 
 class WatermarkDetected(Event):
     """Whether a file carries voxflow's watermark, which synthesis (or, v4, which dub) it names, (v2) its content
-    credentials and (v3) its synthetic-speech score."""
+    credentials, (v3) its synthetic-speech score and (v5) whether the file was examined at all."""
 
     type: Literal["watermark.detection_result"] = "watermark.detection_result"
-    # v2 added content_credentials, v3 synthetic_speech, v4 dub_id; older events still parse (they default to None)
-    latest_schema_version: ClassVar[int] = 4
-    schema_version: int = 4
+    # v2 added content_credentials, v3 synthetic_speech, v4 dub_id, v5 examined; older events still parse
+    latest_schema_version: ClassVar[int] = 5
+    schema_version: int = 5
     detection_id: uuid.UUID
     detected: bool
+    examined: bool = Field(
+        default=True, description="False when the file was not examined: the request was refused (a blocked tenant "
+        "or voice), no object is at the key, or its audio could not be read; then `detected` is false and `reason` "
+        "says why, and the answer is no evidence either way")
     confidence: float
     payload: str | None = None
     synthesis_id: uuid.UUID | None = None

@@ -109,13 +109,13 @@ async def _stop_synthesis(event: events.SynthesisChunkRequested | events.Synthes
     Both the synthesis and the watermark stage may notice first; the failure keeps one event id per request.
     """
     synthesis = await context.repos.syntheses.get(synthesis_id=event.synthesis_id)
-    if synthesis is None or synthesis["status"] == "completed":
+    if synthesis is None or synthesis.status == "completed":
         return []
-    if synthesis["status"] == "accepted":
+    if synthesis.status == "accepted":
         reason = f"{reason} (chunks not released by then were stopped)"
         await context.repos.syntheses.mark_failed(synthesis_id=event.synthesis_id, reason=reason)
-    elif (synthesis["reason"] or "").startswith(BLOCKED):
-        reason = synthesis["reason"]  # a redelivery re-sends the same failure
+    elif (synthesis.reason or "").startswith(BLOCKED):
+        reason = synthesis.reason  # a redelivery re-sends the same failure
     else:
         return []  # it already ended for another reason
     return [stopped_synthesis_failure(event, event.synthesis_id, BLOCKED, reason)]
@@ -124,12 +124,12 @@ async def _stop_synthesis(event: events.SynthesisChunkRequested | events.Synthes
 async def _refuse_detection(event: events.WatermarkDetectionRequested, context: StageContext,
                             reason: str) -> list[Event]:
     return [event.follow_up(events.WatermarkDetected, detection_id=event.detection_id, detected=False,
-                            confidence=0.0, reason=reason)]
+                            examined=False, confidence=0.0, reason=reason)]
 
 
 async def _voice_of_the_tenant(event: Event, context: StageContext) -> bool:
     voice = await context.repos.voices.get_voice(voice_id=event.voice_id)
-    return voice is not None and voice["tenant_id"] == event.tenant_id
+    return voice is not None and voice.tenant_id == event.tenant_id
 
 
 # How a stage ends each request a block stops; events not named here (revocations, audit records,

@@ -12,13 +12,13 @@ from typing import Callable, Protocol
 from infra.objectstore import ObjectStore
 from infra.provenance_keys import ProvenanceKeys
 from infra.refiner import StyleFit, SubprocessRefiner
-from infra.repositories import Repositories
 from processors.audio.media import FfmpegMediaEngine, MediaEngine
 from processors.constants import REFINEMENT_MAX_WER_INCREASE, REFINEMENT_STEPS
 from processors.trust.spoken_phrase import (DEFAULT_OPERATOR_NAME, DEFAULT_PHRASE_TEMPLATE, PhraseThresholds,
                                             consent_phrase)
 from processors.trust.text_policy import TextPolicy
 from schemas.envelope import Event, utc_now
+from streams.ports import StageRepositories
 
 log = logging.getLogger("voxflow.models")
 
@@ -191,7 +191,7 @@ class KeyShredder(Protocol):
 
 @dataclass
 class StageContext:
-    repos: Repositories
+    repos: StageRepositories
     store: ObjectStore
     watermark_key: bytes
     models: VoiceModels = field(default_factory=VoiceModels)

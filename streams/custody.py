@@ -1,4 +1,5 @@
-"""What `voxflow verify FILE` needs to judge a file's chain of custody: read from the file, looked up in Postgres."""
+"""What `voxflow verify FILE` needs to judge an output file's (a synthesis's or a dub's) chain of custody: read from
+the file, looked up in Postgres."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from processors.trust.custody import (
     ConsentFacts,
     CustodyEvidence,
     CustodyReport,
-    SynthesisFacts,
+    OutputFacts,
     covering_checkpoint,
     custody_report,
 )
@@ -35,16 +36,16 @@ async def verify_custody(settings: Settings, data: bytes, mime_type: str) -> Cus
     payload = watermark.payload.hex() if watermark.detected else None
     async with database(settings) as pool:
         custody = CustodyRepository(pool)
-        row = await custody.synthesis(watermark_payload=payload, synthesis_id=claimed_id)
-        synthesis = None if row is None else SynthesisFacts(**dict(row))
-        consent = await _consent(ConsentRepository(pool), synthesis)
-        completion = None if synthesis is None else await custody.completion_entry(synthesis_id=synthesis.synthesis_id)
+        output = await custody.output(watermark_payload=payload, output_id=claimed_id)
+        consent = await _consent(ConsentRepository(pool), output)
+        completion = None if output is None else await custody.completion_entry(kind=output.kind,
+                                                                                output_id=output.output_id)
         checkpoint = None if completion is None else covering_checkpoint(
             await AuditCheckpointRepository(pool).all(), completion.sequence)
         segment = [] if checkpoint is None else await custody.entries_between(first=completion.sequence,
                                                                               last=checkpoint.sequence)
     return custody_report(CustodyEvidence(
-        provenance=provenance, watermark=watermark, synthesis=synthesis, consent=consent,
+        provenance=provenance, watermark=watermark, output=output, consent=consent,
         completion=_chain_entry(completion), checkpoint=checkpoint, chain_segment=[_chain_entry(e) for e in segment],
         worker_public_key=worker_signer(settings).public_key, audit_key=settings.audit_key(),
     ))
@@ -59,15 +60,14 @@ def _watermark(data: bytes, key: bytes) -> WatermarkDetection:
         return WatermarkDetection(False, None, 0.0, reason=str(error))
 
 
-async def _consent(consents: ConsentRepository, synthesis: SynthesisFacts | None) -> ConsentFacts | None:
-    if synthesis is None or synthesis.consent_id is None:
+async def _consent(consents: ConsentRepository, output: OutputFacts | None) -> ConsentFacts | None:
+    if output is None or output.consent_id is None:
         return None
-    row = await consents.get(consent_id=synthesis.consent_id)
-    if row is None:
+    consent = await consents.get(consent_id=output.consent_id)
+    if consent is None:
         return None
-    granted = ConsentGranted.model_validate(row["document"])
-    return ConsentFacts(consent_document(granted), bytes(row["signature"]), bytes(row["owner_public_key"]),
-                        row["revoked_at"])
+    granted = ConsentGranted.model_validate(consent.document)
+    return ConsentFacts(consent_document(granted), consent.signature, consent.owner_public_key, consent.revoked_at)
 
 
 def _chain_entry(entry) -> ChainEntry | None:

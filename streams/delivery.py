@@ -12,15 +12,16 @@ import base64
 import binascii
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from infra.errors import DataKeyDestroyed, ObjectNotFound
 from infra.objectstore import ObjectStore
+from infra.records import DubRecord, ErasedOutput, SynthesisRecord
 from infra.repositories import TenantKey
 from processors.trust.signing import KEY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, request_signing_bytes
 from streams.handlers.analysis import analysis_report_key
@@ -40,11 +41,18 @@ class TenantKeys(Protocol):
 
 
 class Syntheses(Protocol):
-    async def get(self, *, synthesis_id: uuid.UUID) -> dict[str, Any] | None: ...
+    async def get(self, *, synthesis_id: uuid.UUID) -> SynthesisRecord | None: ...
 
 
 class Dubs(Protocol):
-    async def get(self, *, dub_id: uuid.UUID) -> Mapping[str, Any] | None: ...
+    async def get(self, *, dub_id: uuid.UUID) -> DubRecord | None: ...
+
+
+class ErasedOutputs(Protocol):
+    async def erased_output(self, *, output_id: uuid.UUID) -> ErasedOutput | None: ...
+
+
+Delivered = TypeVar("Delivered", SynthesisRecord, DubRecord)
 
 
 @dataclass(frozen=True)
@@ -55,11 +63,12 @@ class DeliveredMedia:
 
 class OutputDelivery:
     def __init__(self, syntheses: Syntheses, tenant_keys: TenantKeys, store: ObjectStore, *, clock=time.time,
-                 dubs: Dubs | None = None):
+                 dubs: Dubs | None = None, erased: ErasedOutputs | None = None):
         self.syntheses = syntheses
         self.tenant_keys = tenant_keys
         self.store = store
         self.dubs = dubs
+        self.erased = erased
         self._clock = clock
 
     async def synthesis_audio(self, synthesis_id: str, path: str, headers: Mapping[str, str]) -> bytes:
@@ -67,28 +76,38 @@ class OutputDelivery:
         tenant_id = await self._signing_tenant("GET", path, headers)
         synthesis = await self._completed_of(tenant_id, "synthesis", synthesis_id,
                                              lambda row_id: self.syntheses.get(synthesis_id=row_id))
-        return await self._opened(synthesis["object_key"])
+        return await self._opened(synthesis.object_key)
 
     async def dub_media(self, dub_id: str, path: str, headers: Mapping[str, str]) -> DeliveredMedia:
         """A completed dub's file (MP4 or WAV) for the tenant that signed the request; ``DeliveryRefused`` saying why not."""
         tenant_id = await self._signing_tenant("GET", path, headers)
         dub = await self._completed_of(tenant_id, "dub", dub_id, lambda row_id: self.dubs.get(dub_id=row_id))
-        return DeliveredMedia(await self._opened(dub["output_key"]), dub["media_type"])
+        return DeliveredMedia(await self._opened(dub.output_key), dub.media_type)
 
-    @staticmethod
-    async def _completed_of(tenant_id: str, kind: str, row_id: str, lookup) -> Mapping[str, Any]:
-        """The completed ``kind`` ``row_id`` (``lookup`` finds it by UUID) if ``tenant_id`` owns it; 404 or 403 if not."""
+    async def _completed_of(self, tenant_id: str, kind: str, row_id: str,
+                            lookup: Callable[[uuid.UUID], Awaitable[Delivered | None]]) -> Delivered:
+        """The completed ``kind`` ``row_id`` (``lookup`` finds it by UUID) if ``tenant_id`` owns it; 404, 403 or (erased
+        with its voice) 410 if not."""
         try:
-            row = await lookup(uuid.UUID(row_id))
+            output_id = uuid.UUID(row_id)
         except ValueError:
-            row = None
+            raise DeliveryRefused(HTTP_NOT_FOUND, f"no {kind} {row_id}") from None
+        row = await lookup(output_id)
         if row is None:
+            await self._refuse_if_erased(tenant_id, kind, output_id)
             raise DeliveryRefused(HTTP_NOT_FOUND, f"no {kind} {row_id}")
-        if row["tenant_id"] != tenant_id:
+        if row.tenant_id != tenant_id:
             raise DeliveryRefused(HTTP_FORBIDDEN, f"{kind} {row_id} belongs to another tenant")
-        if row["status"] != "completed":
-            raise DeliveryRefused(HTTP_NOT_FOUND, f"{kind} {row_id} is {row['status']}, not completed")
+        if row.status != "completed":
+            raise DeliveryRefused(HTTP_NOT_FOUND, f"{kind} {row_id} is {row.status}, not completed")
         return row
+
+    async def _refuse_if_erased(self, tenant_id: str, kind: str, output_id: uuid.UUID) -> None:
+        """410 when the tenant's own output was erased with its voice (to another tenant it stays unknown)."""
+        erased = None if self.erased is None else await self.erased.erased_output(output_id=output_id)
+        if erased is not None and erased.tenant_id == tenant_id:
+            raise DeliveryRefused(HTTP_GONE, f"{kind} {output_id} was erased with its voice at "
+                                             f"{erased.erased_at.isoformat()}")
 
     async def _opened(self, key: str) -> bytes:
         """The object at ``key``; 410 once its voice's data key was destroyed (the voice was erased)."""

@@ -399,12 +399,21 @@ class StageProcessor:
         await self._publish_all(stage_name, outcomes)
 
     async def _publish_all(self, stage_name: str, outcomes: list[Event]) -> None:
+        """Every outcome and its audit record, sent at once: each send awaited before the next cost a broker
+        round trip of its own (about 50 ms on the embedded broker). The producer keeps the order they are
+        handed over in per partition; the step ends only once all are acknowledged, and a failed send fails
+        it, to be retried whole (the ids are derived, so consumers skip what was sent twice)."""
+        sends = []
         for outcome in outcomes:
-            await self.publisher.publish(outcome)
-            self.metrics.event_out(outcome)
+            sends.append(self._publish_outcome(outcome))
             decision = audit_decision(outcome)
             if decision is not None:
-                await self._publish_audit(stage_name, outcome, decision, _body(outcome))
+                sends.append(self._publish_audit(stage_name, outcome, decision, _body(outcome)))
+        await asyncio.gather(*sends)
+
+    async def _publish_outcome(self, outcome: Event) -> None:
+        await self.publisher.publish(outcome)
+        self.metrics.event_out(outcome)
 
     async def _publish_audit(self, stage_name: str, subject: Event, decision: str, detail: dict) -> None:
         record = subject.follow_up(

@@ -11,7 +11,7 @@ from streams import topics
 from streams.context import StageContext
 from streams.handlers.adaptation import adapt_voice, fail_adaptation
 from streams.handlers.analysis import analyze_object, fail_analysis
-from streams.handlers.consent import grant_consent, revoke_consent
+from streams.handlers.consent import grant_consent, grant_consents, revoke_consent
 from streams.handlers.dubbing import dub_media, fail_dub
 from streams.handlers.erasure import erase_voice
 from streams.handlers.ingest import ingest_sample
@@ -54,9 +54,8 @@ class Stage:
 
 STAGES: tuple[Stage, ...] = (
     Stage("ingest", topics.INGEST, {events.SampleUploaded: ingest_sample}),
-    # each consent by its own handler, but a batch's writes commit together
     Stage("consent", topics.CONSENT, {events.ConsentGranted: grant_consent, events.ConsentRevoked: revoke_consent},
-          batch_size=CONSENT_BATCH_SIZE),
+          batch_size=CONSENT_BATCH_SIZE, batch_handlers={events.ConsentGranted: grant_consents}),
     Stage("adaptation", topics.ADAPTATION, {events.AdaptationRequested: adapt_voice},
           {events.AdaptationRequested: fail_adaptation}),
     # minutes of fitting per voice: its own topic, so instant voices never queue behind a fit

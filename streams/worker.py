@@ -169,7 +169,7 @@ class VoxflowWorker:
                         "owner speaking the consent phrase; for development only")
         if settings.web_enabled:
             await self._start_web(store, OutputDelivery(context.repos.syntheses, context.repos.tenant_keys, store,
-                                                          dubs=context.repos.dubs))
+                                                          dubs=context.repos.dubs, erased=context.repos.erasures))
         log.info("loading speaker encoder and synthesis engine")
         await asyncio.to_thread(context.models.warm_up)
         authenticator = ProducerAuthenticator(context.repos.tenant_keys, signer.public_key)

@@ -2,9 +2,9 @@
 
 An output's custody holds when every link does: its C2PA manifest is valid (signed by a trusted chain,
 bytes unchanged); its watermark is detected and carries the payload the manifest names; that payload
-names a completed synthesis of the manifest's voice under the manifest's consent; the consent document
-is signed by its owner's Ed25519 key and its scope (purpose, language, validity, revocation) covers the
-synthesis when it was requested; and the audit log holds that synthesis's completion, covered by a
+names a completed synthesis (or dub) of the manifest's voice under the manifest's consent; the consent
+document is signed by its owner's Ed25519 key and its scope (purpose, languages, validity, revocation)
+covers the request when it was made; and the audit log holds that request's completion, covered by a
 checkpoint the worker key signed, with the chain between them unbroken.
 
 Everything here is pure: the caller gathers a ``CustodyEvidence`` (file, database) and gets a report.
@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Literal
 
 from processors.errors import ConsentSignatureError
 from processors.trust.audit_chain import ChainEntry, ChainVerification, verify_audit_chain
@@ -26,15 +27,16 @@ from processors.trust.watermark import WatermarkDetection
 
 
 @dataclass(frozen=True)
-class SynthesisFacts:
-    """The stored synthesis a payload or manifest names."""
+class OutputFacts:
+    """The stored synthesis or dub a payload or manifest names (``output_id``: its synthesis or dub id)."""
 
-    synthesis_id: uuid.UUID
+    kind: Literal["synthesis", "dub"]
+    output_id: uuid.UUID
     tenant_id: str
     voice_id: str
     consent_id: uuid.UUID | None
     purpose: str
-    language: str
+    languages: tuple[str, ...]  # a dub recorded before its languages were stored has none
     status: str
     requested_at: datetime
     watermark_payload: str | None
@@ -54,9 +56,9 @@ class ConsentFacts:
 class CustodyEvidence:
     provenance: ProvenanceReport
     watermark: WatermarkDetection
-    synthesis: SynthesisFacts | None
+    output: OutputFacts | None
     consent: ConsentFacts | None
-    completion: ChainEntry | None  # the audit entry recording the synthesis's completion
+    completion: ChainEntry | None  # the audit entry recording the output's completion
     checkpoint: SignedCheckpoint | None  # the first checkpoint whose sequence covers that entry
     chain_segment: Sequence[ChainEntry]  # the entries from the completion up to the checkpoint, in order
     worker_public_key: bytes
@@ -87,10 +89,10 @@ def custody_report(evidence: CustodyEvidence) -> CustodyReport:
     return CustodyReport((
         content_credentials_link(evidence.provenance),
         watermark_link(evidence.watermark, claims),
-        synthesis_link(evidence.synthesis, claims),
-        consent_signature_link(evidence.consent, evidence.synthesis),
-        consent_scope_link(evidence.consent, evidence.synthesis),
-        audit_record_link(evidence.completion, evidence.synthesis),
+        output_link(evidence.output, claims),
+        consent_signature_link(evidence.consent, evidence.output),
+        consent_scope_link(evidence.consent, evidence.output),
+        audit_record_link(evidence.completion, evidence.output),
         audit_checkpoint_link(evidence),
     ))
 
@@ -126,29 +128,31 @@ def watermark_link(detection: WatermarkDetection, claims: ProvenanceClaims | Non
     return CustodyLink("watermark", True, f"payload {payload}, as the manifest states")
 
 
-def synthesis_link(synthesis: SynthesisFacts | None, claims: ProvenanceClaims | None) -> CustodyLink:
-    if synthesis is None:
-        return CustodyLink("synthesis", False, "no synthesis has this watermark payload or the manifest's id")
-    if synthesis.status != "completed":
-        return CustodyLink("synthesis", False, f"synthesis {synthesis.synthesis_id} is {synthesis.status}, not completed")
+def output_link(output: OutputFacts | None, claims: ProvenanceClaims | None) -> CustodyLink:
+    """Named after what the file is ("synthesis" or "dub"); "synthesis" when nothing on record names it."""
+    if output is None:
+        return CustodyLink("synthesis", False, "no synthesis or dub has this watermark payload or the manifest's id")
+    what = f"{output.kind} {output.output_id}"
+    if output.status != "completed":
+        return CustodyLink(output.kind, False, f"{what} is {output.status}, not completed")
     if claims is not None:
+        # a dub's manifest names the dub in its synthesis_id claim
         stated = (claims.synthesis_id, claims.tenant_id, claims.voice_id, claims.consent_id)
-        stored = (str(synthesis.synthesis_id), synthesis.tenant_id, synthesis.voice_id, str(synthesis.consent_id))
+        stored = (str(output.output_id), output.tenant_id, output.voice_id, str(output.consent_id))
         if stated != stored:
-            return CustodyLink("synthesis", False, f"the manifest states (synthesis, tenant, voice, consent) {stated}, "
-                               f"the synthesis record {stored}")
-    return CustodyLink("synthesis", True, f"synthesis {synthesis.synthesis_id} of voice {synthesis.voice_id} "
-                       f"(tenant {synthesis.tenant_id}), completed")
+            return CustodyLink(output.kind, False, f"the manifest states (id, tenant, voice, consent) {stated}, "
+                               f"the {output.kind} record {stored}")
+    return CustodyLink(output.kind, True, f"{what} of voice {output.voice_id} (tenant {output.tenant_id}), completed")
 
 
-def consent_signature_link(consent: ConsentFacts | None, synthesis: SynthesisFacts | None) -> CustodyLink:
-    if synthesis is None:
-        return CustodyLink("consent_signature", False, "not checked: no synthesis")
+def consent_signature_link(consent: ConsentFacts | None, output: OutputFacts | None) -> CustodyLink:
+    if output is None:
+        return CustodyLink("consent_signature", False, "not checked: no synthesis or dub")
     if consent is None:
-        return CustodyLink("consent_signature", False, f"no consent document {synthesis.consent_id} on record")
-    if consent.document.voice_id != synthesis.voice_id:
+        return CustodyLink("consent_signature", False, f"no consent document {output.consent_id} on record")
+    if consent.document.voice_id != output.voice_id:
         return CustodyLink("consent_signature", False, f"consent {consent.document.consent_id} is for voice "
-                           f"{consent.document.voice_id}, not {synthesis.voice_id}")
+                           f"{consent.document.voice_id}, not {output.voice_id}")
     try:
         verify_consent_signature(consent.document, consent.signature, consent.owner_public_key)
     except ConsentSignatureError as error:
@@ -158,27 +162,36 @@ def consent_signature_link(consent: ConsentFacts | None, synthesis: SynthesisFac
                        f"{consent.document.owner_id} (Ed25519)")
 
 
-def consent_scope_link(consent: ConsentFacts | None, synthesis: SynthesisFacts | None) -> CustodyLink:
-    if synthesis is None or consent is None:
-        return CustodyLink("consent_scope", False, "not checked: no synthesis or no consent")
-    when = synthesis.requested_at
-    # the use limit was counted when the synthesis claimed its use; here only what the document allows
-    violations = check_consent_scope(consent.document, purpose=synthesis.purpose, language=synthesis.language,
-                                     now=when, uses_so_far=0)
+def consent_scope_link(consent: ConsentFacts | None, output: OutputFacts | None) -> CustodyLink:
+    if output is None or consent is None:
+        return CustodyLink("consent_scope", False, "not checked: no synthesis or dub, or no consent")
+    when = output.requested_at
+    # the use limit was counted when the request claimed its use; here only what the document allows
+    violations = _scope_violations(consent.document, output)
     if consent.revoked_at is not None and consent.revoked_at <= when:
         violations.append(f"consent revoked at {utc_timestamp(consent.revoked_at)}")
     if violations:
         return CustodyLink("consent_scope", False, f"at {utc_timestamp(when)}: " + "; ".join(violations))
-    return CustodyLink("consent_scope", True, f"purpose {synthesis.purpose!r}, language {synthesis.language!r} "
+    languages = ", ".join(repr(language) for language in output.languages) or "none on record"
+    return CustodyLink("consent_scope", True, f"purpose {output.purpose!r}, languages {languages} "
                        f"at {utc_timestamp(when)} within the consent (valid until "
                        f"{utc_timestamp(consent.document.expires_at)})")
 
 
-def audit_record_link(completion: ChainEntry | None, synthesis: SynthesisFacts | None) -> CustodyLink:
-    if synthesis is None:
-        return CustodyLink("audit_record", False, "not checked: no synthesis")
+def _scope_violations(document: ConsentDocument, output: OutputFacts) -> list[str]:
+    # with no languages on record (a dub from before they were stored) only purpose and validity are checked
+    languages = output.languages or tuple(sorted(document.languages)[:1])
+    checks = [check_consent_scope(document, purpose=output.purpose, language=language, now=output.requested_at,
+                                  uses_so_far=0) for language in languages]
+    return list(dict.fromkeys(violation for violations in checks for violation in violations))
+
+
+def audit_record_link(completion: ChainEntry | None, output: OutputFacts | None) -> CustodyLink:
+    if output is None:
+        return CustodyLink("audit_record", False, "not checked: no synthesis or dub")
     if completion is None:
-        return CustodyLink("audit_record", False, f"the audit log holds no completion of synthesis {synthesis.synthesis_id}")
+        return CustodyLink("audit_record", False,
+                           f"the audit log holds no completion of {output.kind} {output.output_id}")
     return CustodyLink("audit_record", True, f"completion recorded at audit sequence {completion.sequence}")
 
 

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from infra.records import SampleRecord
 from processors.audio.codec_quality import decode_audio, to_mono
 from processors.errors import ProcessorError
 from processors.voice.speaker import cosine_similarity
@@ -32,7 +33,7 @@ async def adapt_voice(event: AdaptationRequested, context: StageContext) -> list
         return [event.follow_up(AdaptationFailed, adaptation_id=event.adaptation_id, reason=rejection)]
     consent = await _require_consent(event, context)
     samples = await _decided_samples(event, context)
-    accepted = [row for row in samples if row["status"] == "accepted"]
+    accepted = [sample for sample in samples if sample.status == "accepted"]
     if not accepted:
         return await _fail(event, context, "none of the samples passed the quality gate")
     return await _build(event, context, accepted, consent)
@@ -56,7 +57,7 @@ async def _require_consent(event: AdaptationRequested, context: StageContext):
     return consent
 
 
-async def _decided_samples(event: AdaptationRequested, context: StageContext):
+async def _decided_samples(event: AdaptationRequested, context: StageContext) -> list[SampleRecord]:
     if not event.sample_ids:
         rows = await context.repos.samples.accepted_for_voice(voice_id=event.voice_id)
         if not rows:
@@ -77,9 +78,10 @@ async def _wait(event: AdaptationRequested, context: StageContext, reason: str):
     raise WaitingForPrerequisites(reason)
 
 
-async def _build(event: AdaptationRequested, context: StageContext, accepted, consent) -> list[Event]:
+async def _build(event: AdaptationRequested, context: StageContext, accepted: list[SampleRecord],
+                 consent) -> list[Event]:
     started = time.perf_counter()
-    audio = [await _load_sample(context, row["normalised_key"]) for row in accepted]
+    audio = [await _load_sample(context, sample.normalised_key) for sample in accepted]
     await _report(event, context, INSTANT_STEP_SAMPLES_READ)
     sample_rate_hz = audio[0][1]
     try:
@@ -102,7 +104,7 @@ async def _build(event: AdaptationRequested, context: StageContext, accepted, co
         return [borrowed, *await _fail(event, context, f"held for review: {borrowed.detail}; an operator can clear "
                                                         f"it (`voxflow voice clear-review {event.voice_id}`), then "
                                                         "send adaptation.requested again")]
-    sample_ids = [row["sample_id"] for row in accepted]
+    sample_ids = [sample.sample_id for sample in accepted]
     version = await context.repos.profiles.save(
         voice_id=event.voice_id, tenant_id=event.tenant_id, adaptation_id=event.adaptation_id, sample_ids=sample_ids,
         embedding=profile.embedding, profile=profile.to_dict(),
@@ -114,7 +116,7 @@ async def _build(event: AdaptationRequested, context: StageContext, accepted, co
     inconsistent = [sample_ids[i] for i in profile.inconsistent_samples]
     ready = event.follow_up(
         VoiceReady, adaptation_id=event.adaptation_id, profile_version=version, sample_count=len(accepted),
-        speech_s=round(sum(row["speech_s"] or 0.0 for row in accepted), 2),
+        speech_s=round(sum(sample.speech_s or 0.0 for sample in accepted), 2),
         embedding_spread=round(float(profile.embedding_spread), 4), f0_median_hz=round(float(profile.f0_median_hz), 1),
         inconsistent_sample_ids=inconsistent, adaptation_s=round(time.perf_counter() - started, 3), tier="instant",
     )
@@ -133,7 +135,7 @@ def _with_instant_voice(profile: VoiceProfile, context: StageContext) -> VoicePr
 
 
 async def _spoken_consent_mismatch(consent, profile, context: StageContext) -> str | None:
-    statement = await context.repos.consents.statement_embedding(consent_id=consent["consent_id"])
+    statement = await context.repos.consents.statement_embedding(consent_id=consent.consent_id)
     if statement is None:
         return None
     similarity = cosine_similarity(np.asarray(statement, dtype=np.float32), profile.embedding)
@@ -155,7 +157,7 @@ async def _protected_voice_alert(event: AdaptationRequested, context: StageConte
 async def _another_tenants_voice_alert(event: AdaptationRequested, context: StageContext, profile) -> Event | None:
     """A new voice that sounds like another tenant's voice may be borrowed consent: held until an operator clears it."""
     voice = await context.repos.voices.get_voice(voice_id=event.voice_id)
-    if voice is not None and voice["review_cleared_at"] is not None:
+    if voice is not None and voice.review_cleared_at is not None:
         return None
     closest = await context.repos.profiles.closest_voice_of_another_tenant(embedding=profile.embedding,
                                                                           tenant_id=event.tenant_id)

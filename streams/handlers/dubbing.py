@@ -16,6 +16,7 @@ from importlib.metadata import version
 import numpy as np
 
 from infra.errors import ObjectNotFound
+from infra.records import DubRecord
 from processors.audio.codec_quality import encode_wav, resample
 from processors.audio.media import MediaInfo
 from processors.constants import OUTPUT_SAMPLE_RATE_HZ
@@ -26,14 +27,13 @@ from processors.trust.provenance import ProvenanceClaims, sign_audio
 from processors.trust.watermark import embed_watermark
 from processors.voice.profile import VoiceProfile
 from schemas.envelope import Event
-from schemas.events import (AnomalyDetected, DubCompleted, DubFailed, DubOverflow, DubPlacement, DubProgress,
-                            DubRequested)
+from schemas.events import (DUBBING_PURPOSE, AnomalyDetected, DubCompleted, DubFailed, DubOverflow, DubPlacement,
+                            DubProgress, DubRequested)
 from streams.context import StageContext
 from streams.errors import SynthesisRefused
 from streams.handlers.common import keep_sealed, synthesis_key
 from streams.handlers.synthesis import consented_profile, over_rate_window
 
-DUBBING_PURPOSE = "dubbing"
 MIX_RATE_HZ = OUTPUT_SAMPLE_RATE_HZ  # the rate the watermark detector reads at
 LINES_SHARE_PERCENT = 90.0  # of a dub's progress: speaking the lines; mixing, muxing and signing the rest
 VOXFLOW_VERSION = version("voxflow")
@@ -51,10 +51,10 @@ class _Voice:
 
 async def dub_media(event: DubRequested, context: StageContext) -> list[Event]:
     existing = await context.repos.dubs.get(dub_id=event.dub_id)
-    if existing is not None and existing["status"] != "accepted":
+    if existing is not None and existing.status != "accepted":
         return [_ending(event, existing)]  # a redelivery: the same ending, never a second consent use
     voice = await context.repos.voices.get_voice(voice_id=event.voice_id)
-    if voice is None or voice["tenant_id"] != event.tenant_id:
+    if voice is None or voice.tenant_id != event.tenant_id:
         return [_failed(event, f"unknown voice {event.voice_id!r}")]
     try:
         segments, media, info = await _inputs(event, context)
@@ -67,7 +67,7 @@ async def dub_media(event: DubRequested, context: StageContext) -> list[Event]:
             speaker = await _still_consented(context, existing)
         if speaker is None:
             return await _fail(event, context, "consent use limit reached" if existing is None
-                               else f"consent {existing['consent_id']} was revoked before the dub was done")
+                               else f"consent {existing.consent_id} was revoked before the dub was done")
         completed = await _dub(event, context, segments, media, info, speaker)
         return [] if completed is None else [completed]
     except (SynthesisRefused, ProcessorError) as refusal:
@@ -79,7 +79,7 @@ async def dub_media(event: DubRequested, context: StageContext) -> list[Event]:
 async def fail_dub(event: DubRequested, context: StageContext, reason: str) -> list[Event]:
     """A stage gave up on the request: it ends failed, unless it already ended."""
     existing = await context.repos.dubs.get(dub_id=event.dub_id)
-    if existing is not None and existing["status"] != "accepted":
+    if existing is not None and existing.status != "accepted":
         return []
     if existing is not None:
         await context.repos.dubs.mark_failed(dub_id=event.dub_id, reason=reason)
@@ -141,19 +141,20 @@ async def _accepted(event: DubRequested, context: StageContext, segments: list[S
                 raise _UseLimitReached(consent_id)
             await repos.dubs.record_request(dub_id=event.dub_id, voice_id=event.voice_id, tenant_id=event.tenant_id,
                                             requested_at=event.occurred_at, status="accepted", consent_id=consent_id,
-                                            correlation_id=event.correlation_id, request_event_id=event.event_id)
+                                            languages=languages, correlation_id=event.correlation_id,
+                                            request_event_id=event.event_id)
     except _UseLimitReached:
         return None
     return _Voice(consent_id, profile)
 
 
-async def _still_consented(context: StageContext, dub) -> _Voice | None:
+async def _still_consented(context: StageContext, dub: DubRecord) -> _Voice | None:
     """The voice of a request accepted before the worker stopped, unless its consent was revoked since."""
-    consent = await context.repos.consents.get(consent_id=dub["consent_id"])
-    profile = await context.repos.profiles.latest(voice_id=dub["voice_id"])
-    if consent is None or consent["status"] == "revoked" or profile is None:
+    consent = await context.repos.consents.get(consent_id=dub.consent_id)
+    profile = await context.repos.profiles.latest(voice_id=dub.voice_id)
+    if consent is None or consent.status == "revoked" or profile is None:
         return None
-    return _Voice(dub["consent_id"], VoiceProfile.from_dict(profile["profile"]))
+    return _Voice(dub.consent_id, VoiceProfile.from_dict(profile.profile))
 
 
 async def _dub(event: DubRequested, context: StageContext, segments: list[ScriptSegment], media: bytes,
@@ -233,10 +234,10 @@ def _language(event: DubRequested, segment: ScriptSegment) -> str:
     return segment.language or event.language
 
 
-def _ending(event: DubRequested, dub) -> Event:
-    if dub["status"] == "failed":
-        return _failed(event, dub["reason"])
-    fields = {name: dub[name] for name in ("output_key", "media_type", "watermark_payload", "duration_s",
+def _ending(event: DubRequested, dub: DubRecord) -> Event:
+    if dub.status == "failed":
+        return _failed(event, dub.reason)
+    fields = {name: getattr(dub, name) for name in ("output_key", "media_type", "watermark_payload", "duration_s",
                                            "placements", "overflows", "latency_s")}
     return event.follow_up(DubCompleted, dub_id=event.dub_id, **fields)
 

@@ -17,9 +17,9 @@ async def erase_voice(event: ErasureRequested, context: StageContext) -> list[Ev
     if done is not None:  # a replay gets the first run's answer
         return [_completed(event, ErasureReport.model_validate(done))]
     voice = await context.repos.voices.get_voice(voice_id=event.voice_id)
-    if voice is None or voice["tenant_id"] != event.tenant_id:
+    if voice is None or voice.tenant_id != event.tenant_id:
         return [_failed(event, f"tenant {event.tenant_id!r} has no voice {event.voice_id!r}")]
-    if voice["erased_at"] is None:  # once under way (a crash, a redelivery), the request was already authorised
+    if voice.erased_at is None:  # once under way (a crash, a redelivery), the request was already authorised
         refusal = await _not_authorised(event, context)
         if refusal:
             return [_failed(event, refusal)]

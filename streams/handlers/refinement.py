@@ -27,7 +27,7 @@ async def refine_voice(event: AdaptationRefinementRequested, context: StageConte
         return [_failed(event, f"profile version {event.profile_version} does not exist")]
     if await context.repos.consents.current_for_voice(voice_id=event.voice_id, now=context.clock()) is None:
         return [_failed(event, "the voice no longer has a verified, unexpired consent")]
-    profile = VoiceProfile.from_dict(row["profile"])
+    profile = VoiceProfile.from_dict(row.profile)
     if profile.kokoro_voice is None:
         return [_failed(event, "the profile has no Kokoro voice to refine")]
     try:
@@ -40,10 +40,10 @@ async def refine_voice(event: AdaptationRefinementRequested, context: StageConte
                                f"{wer_instant:.1%}); the instant voice stays")]
     version = await context.repos.profiles.save(
         voice_id=event.voice_id, tenant_id=event.tenant_id, adaptation_id=uuid.uuid5(event.adaptation_id, REFINED_TIER),
-        sample_ids=list(row["sample_ids"]), embedding=profile.embedding, profile=refined.to_dict(),
+        sample_ids=list(row.sample_ids), embedding=profile.embedding, profile=refined.to_dict(),
     )
     return [event.follow_up(
-        VoiceReady, adaptation_id=event.adaptation_id, profile_version=version, sample_count=len(row["sample_ids"]),
+        VoiceReady, adaptation_id=event.adaptation_id, profile_version=version, sample_count=len(row.sample_ids),
         speech_s=round(profile.speech_duration_s, 2), embedding_spread=round(float(profile.embedding_spread), 4),
         f0_median_hz=round(float(profile.f0_median_hz), 1), adaptation_s=round(fit.seconds, 3), tier=REFINED_TIER,
         similarity_objective=round(fit.similarity_after, 4),

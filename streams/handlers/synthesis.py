@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
+from infra.records import SynthesisChunk
 from processors.synthesis import engine as synthesis_processors
 from processors.trust.anomaly import AnomalyFinding, RateWindow, rate_window_finding
 from processors.audio.codec_quality import decode_audio, encode_wav
@@ -38,7 +39,7 @@ async def accept_synthesis(event: SynthesisRequested, context: StageContext) -> 
     existing = await context.repos.syntheses.get(synthesis_id=event.synthesis_id)
     if existing is not None:
         # a redelivery: never count consent uses twice; re-send the chunks of an accepted request
-        return _chunk_requests(event, existing["text"]) if existing["status"] == "accepted" else []
+        return _chunk_requests(event, existing.text) if existing.status == "accepted" else []
     if await context.repos.voices.get_voice(voice_id=event.voice_id) is None:
         return await _fail(event, context, f"unknown voice {event.voice_id!r}", record=False)
     blocked = await _rate_block(event, context) or await _denied_text(event, context)
@@ -103,23 +104,23 @@ async def consented_profile(context: StageContext, *, tenant_id: str, voice_id: 
     ``language`` now; ``SynthesisRefused`` (or ``ProtectedVoiceRequested``) saying why not. Every stage that
     speaks in a voice asks this."""
     voice = await context.repos.voices.get_voice(voice_id=voice_id)
-    if voice is None or voice["tenant_id"] != tenant_id:
+    if voice is None or voice.tenant_id != tenant_id:
         raise SynthesisRefused(f"unknown voice {voice_id!r}")
-    if voice["protected"]:
+    if voice.protected:
         raise ProtectedVoiceRequested(f"voice {voice_id!r} is protected: it may not be cloned")
     consent = await context.repos.consents.current_for_voice(voice_id=voice_id, now=context.clock())
     if consent is None:
         raise SynthesisRefused(f"no verified, unexpired consent for voice {voice_id!r}")
     violations = check_consent_scope(
-        consent_document(ConsentGranted.model_validate(consent["document"])),
-        purpose=purpose, language=language, now=context.clock(), uses_so_far=consent["uses"],
+        consent_document(ConsentGranted.model_validate(consent.document)),
+        purpose=purpose, language=language, now=context.clock(), uses_so_far=consent.uses,
     )
     if violations:
         raise SynthesisRefused(f"consent for voice {voice_id!r} does not allow this: " + "; ".join(violations))
     row = await context.repos.profiles.latest(voice_id=voice_id)
     if row is None:
         raise SynthesisRefused(f"voice {voice_id!r} not ready: no voice profile yet (send adaptation.requested)")
-    return consent["consent_id"], VoiceProfile.from_dict(row["profile"]), row["version"]
+    return consent.consent_id, VoiceProfile.from_dict(row.profile), row.version
 
 
 async def _rate_block(event: SynthesisRequested, context: StageContext) -> list[Event] | None:
@@ -170,18 +171,18 @@ async def synthesize_chunk(event: SynthesisChunkRequested, context: StageContext
     stopped = await stopped_by_revocation(event, synthesis, context)
     if stopped is not None:
         return stopped
-    if synthesis["status"] != "accepted":
+    if synthesis.status != "accepted":
         return []
     recorded = await context.repos.syntheses.chunk(synthesis_id=event.synthesis_id, chunk_index=event.chunk_index)
     if recorded is not None:
-        return [] if recorded["released_at"] else [await _produced_again(event, context, recorded)]
-    profile = VoiceProfile.from_dict(synthesis["profile"])
+        return [] if recorded.released_at else [await _produced_again(event, context, recorded)]
+    profile = VoiceProfile.from_dict(synthesis.profile)
     controls = synthesis_processors.SynthesisControls(
-        **{k: v for k, v in synthesis["controls"].items() if k not in ("gender_shift", "age_shift")}
+        **{k: v for k, v in synthesis.controls.items() if k not in ("gender_shift", "age_shift")}
     )
     try:
         output = await asyncio.to_thread(
-            context.models.engine_for(synthesis["engine"]).synthesize_chunk, event.text, synthesis["language"], profile,
+            context.models.engine_for(synthesis.engine).synthesize_chunk, event.text, synthesis.language, profile,
             controls
         )
     except ProcessorError as error:
@@ -197,12 +198,13 @@ async def synthesize_chunk(event: SynthesisChunkRequested, context: StageContext
                       rtf=output.rtf)]
 
 
-async def _produced_again(event: SynthesisChunkRequested, context: StageContext, chunk) -> SynthesisProduced:
+async def _produced_again(event: SynthesisChunkRequested, context: StageContext,
+                          chunk: SynthesisChunk) -> SynthesisProduced:
     """The ``synthesis.produced`` of a chunk recorded by an earlier delivery (the worker stopped, or the broker
     refused the send, before it went out): the same event again, or the request would never end."""
-    raw = decode_audio(await context.store.get(chunk["raw_key"]))
-    return _produced(event, raw_key=chunk["raw_key"], sample_rate_hz=raw.sample_rate_hz,
-                     duration_s=chunk["duration_s"], rtf=chunk["compute_s"] / max(chunk["duration_s"], 1e-9))
+    raw = decode_audio(await context.store.get(chunk.raw_key))
+    return _produced(event, raw_key=chunk.raw_key, sample_rate_hz=raw.sample_rate_hz,
+                     duration_s=chunk.duration_s, rtf=chunk.compute_s / max(chunk.duration_s, 1e-9))
 
 
 def _produced(event: SynthesisChunkRequested, *, raw_key: str, sample_rate_hz: int, duration_s: float,
@@ -221,7 +223,7 @@ async def fail_synthesis(
     existing = await context.repos.syntheses.get(synthesis_id=event.synthesis_id)
     if existing is None and isinstance(event, SynthesisRequested):
         return await _fail(event, context, reason)
-    if existing is not None and existing["status"] in ("completed", "failed"):
+    if existing is not None and existing.status in ("completed", "failed"):
         return []
     if existing is not None:
         await context.repos.syntheses.mark_failed(synthesis_id=event.synthesis_id, reason=reason)

@@ -9,6 +9,7 @@ from importlib.metadata import version
 import numpy as np
 
 from infra.errors import ObjectNotFound
+from infra.records import SynthesisChunk, SynthesisRecord
 from processors.audio.codec_quality import decode_audio, encode_wav, resample, to_mono
 from processors.constants import CHUNK_PAUSE_MS, OUTPUT_SAMPLE_RATE_HZ, SCORED_EXCERPT_S
 from processors.errors import ProcessorError, WatermarkAudioTooShortError
@@ -51,17 +52,17 @@ async def release_output(event: SynthesisProduced, context: StageContext) -> lis
     synthesis = await context.repos.syntheses.get(synthesis_id=event.synthesis_id)
     if synthesis is None:
         return []
-    if synthesis["status"] == "failed":
+    if synthesis.status == "failed":
         return await stopped_by_revocation(event, synthesis, context) or []
     chunk = await context.repos.syntheses.chunk(synthesis_id=event.synthesis_id, chunk_index=event.chunk_index)
-    if synthesis["status"] == "completed":
-        return [_chunk_ready(event, chunk), *_completion(event, synthesis)] if chunk["released_at"] else []
-    if not chunk["released_at"]:
+    if synthesis.status == "completed":
+        return [_chunk_ready(event, chunk), *_completion(event, _stored_completion(synthesis))] if chunk.released_at else []
+    if not chunk.released_at:
         stopped = await stopped_by_revocation(event, synthesis, context)
         if stopped is not None:
             return stopped
     try:
-        outcomes = [_chunk_ready(event, chunk) if chunk["released_at"] else await _release_chunk(event, context)]
+        outcomes = [_chunk_ready(event, chunk) if chunk.released_at else await _release_chunk(event, context)]
     except WatermarkAudioTooShortError as error:
         # voxflow never releases unmarked audio
         reason = (f"chunk {event.chunk_index + 1} of {event.chunk_count} is too short to carry the watermark "
@@ -86,15 +87,16 @@ async def _release_chunk(event: SynthesisProduced, context: StageContext) -> Eve
     return _chunk_ready(event, released)
 
 
-def _chunk_ready(event: SynthesisProduced, chunk) -> Event:
+def _chunk_ready(event: SynthesisProduced, chunk: SynthesisChunk) -> Event:
     return event.follow_up(
         SynthesisChunkReady, synthesis_id=event.synthesis_id, chunk_index=event.chunk_index,
-        chunk_count=event.chunk_count, object_key=chunk["object_key"], sample_rate_hz=event.sample_rate_hz,
-        duration_s=event.duration_s, latency_s=round((chunk["released_at"] - event.requested_at).total_seconds(), 3),
+        chunk_count=event.chunk_count, object_key=chunk.object_key, sample_rate_hz=event.sample_rate_hz,
+        duration_s=event.duration_s, latency_s=round((chunk.released_at - event.requested_at).total_seconds(), 3),
     )
 
 
-async def _complete(event: SynthesisProduced, context: StageContext, synthesis, released) -> list[Event]:
+async def _complete(event: SynthesisProduced, context: StageContext, synthesis: SynthesisRecord,
+                    released: list[SynthesisChunk]) -> list[Event]:
     """All chunks are out: join them (each already marked) into one file; scoring it is left to the scoring stage."""
     pieces = await _released_audio(released, context)
     rate = event.sample_rate_hz
@@ -103,7 +105,7 @@ async def _complete(event: SynthesisProduced, context: StageContext, synthesis, 
     output = await _with_content_credentials(encode_wav(whole, rate), event, synthesis, context)
     await context.store.put(object_key, output, content_type="audio/wav")
     duration_s = whole.size / rate
-    rtf = sum(row["compute_s"] for row in released) / duration_s
+    rtf = sum(chunk.compute_s for chunk in released) / duration_s
     latency_s = _seconds_since(event, context)
     fields = dict(
         object_key=object_key, watermark_payload=watermark_payload(event.synthesis_id).hex(),
@@ -113,35 +115,36 @@ async def _complete(event: SynthesisProduced, context: StageContext, synthesis, 
     return _completion(event, fields)
 
 
-async def _released_audio(released, context: StageContext) -> list[np.ndarray]:
-    return [to_mono(decode_audio(await context.store.get(row["object_key"])).samples) for row in released]
+async def _released_audio(released: list[SynthesisChunk], context: StageContext) -> list[np.ndarray]:
+    return [to_mono(decode_audio(await context.store.get(chunk.object_key)).samples) for chunk in released]
 
 
 async def score_output(event: SynthesisScoringRequested, context: StageContext) -> list[Event]:
     """Score the completed output's leading chunks against the voice and the text (seconds of model time,
     which the caller does not wait for: it already has the completion)."""
     synthesis = await context.repos.syntheses.get(synthesis_id=event.synthesis_id)
-    if synthesis is None or synthesis["status"] != "completed":  # erased since, or a forged request
+    if synthesis is None or synthesis.status != "completed":  # erased since, or a forged request
         return []
     released = await context.repos.syntheses.released_chunks(synthesis_id=event.synthesis_id)
     rate = event.sample_rate_hz
-    excerpt, excerpt_text = _scored_excerpt(await _released_audio(released, context), rate, synthesis["text"])
-    profile = VoiceProfile.from_dict(synthesis["profile"])
+    excerpt, excerpt_text = _scored_excerpt(await _released_audio(released, context), rate, synthesis.text)
+    profile = VoiceProfile.from_dict(synthesis.profile)
     scores = await asyncio.to_thread(context.models.scorer.score, excerpt, rate, profile.embedding,
-                                     excerpt_text, synthesis["language"])
+                                     excerpt_text, synthesis.language)
     fields = dict(speaker_similarity=_rounded(scores.similarity), word_error_rate=_rounded(scores.wer),
                   dnsmos=_rounded(scores.dnsmos))
     await context.repos.syntheses.record_scores(synthesis_id=event.synthesis_id, **fields)
     return [event.follow_up(SynthesisScored, synthesis_id=event.synthesis_id, **fields)]
 
 
-async def _with_content_credentials(wav: bytes, event: SynthesisProduced, synthesis, context: StageContext) -> bytes:
+async def _with_content_credentials(wav: bytes, event: SynthesisProduced, synthesis: SynthesisRecord,
+                                    context: StageContext) -> bytes:
     """The output with a signed C2PA manifest: made by voxflow, by an algorithm, in which voice, under which consent."""
     if context.provenance is None:
         return wav
     claims = ProvenanceClaims(
         synthesis_id=str(event.synthesis_id), tenant_id=event.tenant_id, voice_id=event.voice_id,
-        consent_id=str(synthesis["consent_id"]), watermark_payload_hex=watermark_payload(event.synthesis_id).hex(),
+        consent_id=str(synthesis.consent_id), watermark_payload_hex=watermark_payload(event.synthesis_id).hex(),
         generator_version=VOXFLOW_VERSION,
     )
     return await asyncio.to_thread(sign_audio, wav, "audio/wav", claims, context.provenance.signer)
@@ -162,13 +165,17 @@ def _scored_excerpt(pieces: list[np.ndarray], rate: int, text: str) -> tuple[np.
     return _joined(pieces[:count], rate), " ".join(texts[:count])
 
 
-def _completion(event: SynthesisProduced, synthesis) -> list[Event]:
-    """The completion and the request to score the output; ``synthesis``: the stored row, or the fields just written to it."""
-    fields = {name: synthesis[name] for name in _COMPLETED_FIELDS}
-    completed = event.follow_up(SynthesisCompleted, synthesis_id=event.synthesis_id,
-                                sample_rate_hz=event.sample_rate_hz, chunk_count=event.chunk_count, **fields)
-    return [completed, event.follow_up(SynthesisScoringRequested, synthesis_id=event.synthesis_id,
-                                       sample_rate_hz=event.sample_rate_hz)]
+def _stored_completion(synthesis: SynthesisRecord) -> dict:
+    return {name: getattr(synthesis, name) for name in _COMPLETED_FIELDS}
+
+
+def _completion(event: SynthesisProduced, fields: dict) -> list[Event]:
+    """The completion and the request to score the output; ``fields``: what the completion wrote to the synthesis.
+    One of each per request: a redelivered chunk other than the one that completed it re-sends the same two."""
+    completed = event.request_follow_up(SynthesisCompleted, event.synthesis_id, synthesis_id=event.synthesis_id,
+                                        sample_rate_hz=event.sample_rate_hz, chunk_count=event.chunk_count, **fields)
+    return [completed, event.request_follow_up(SynthesisScoringRequested, event.synthesis_id,
+                                               synthesis_id=event.synthesis_id, sample_rate_hz=event.sample_rate_hz)]
 
 
 def _seconds_since(event: SynthesisProduced, context: StageContext) -> float:
@@ -183,7 +190,8 @@ async def detect_output(event: WatermarkDetectionRequested, context: StageContex
     try:
         data = await context.store.get(event.object_key)
     except ObjectNotFound:
-        return [_answer(event, detected=False, confidence=0.0, reason=f"no object at key {event.object_key!r}")]
+        return [_answer(event, detected=False, examined=False, confidence=0.0,
+                        reason=f"no object at key {event.object_key!r}")]
     await keep_sealed(context, event.object_key, data)
     credentials = await asyncio.to_thread(_content_credentials, data, context)
     try:
@@ -191,7 +199,8 @@ async def detect_output(event: WatermarkDetectionRequested, context: StageContex
         samples = resample(to_mono(decoded.samples), decoded.sample_rate_hz, OUTPUT_SAMPLE_RATE_HZ)
         detection = await asyncio.to_thread(detect_watermark, samples, OUTPUT_SAMPLE_RATE_HZ, context.watermark_key)
     except ProcessorError as error:
-        return [_answer(event, detected=False, confidence=0.0, reason=str(error), content_credentials=credentials)]
+        return [_answer(event, detected=False, examined=False, confidence=0.0, reason=str(error),
+                        content_credentials=credentials)]
     synthetic_speech = await asyncio.to_thread(_synthetic_speech, samples, context)
     if not detection.detected:
         return [_answer(event, detected=False, confidence=detection.confidence, reason="no voxflow watermark found",
@@ -200,8 +209,8 @@ async def detect_output(event: WatermarkDetectionRequested, context: StageContex
     synthesis = await context.repos.syntheses.find_by_watermark(payload=payload)
     dub = None if synthesis else await context.repos.dubs.find_by_watermark(payload=payload)
     return [_answer(event, detected=True, confidence=detection.confidence, payload=payload,
-                    synthesis_id=synthesis["synthesis_id"] if synthesis else None,
-                    dub_id=dub["dub_id"] if dub else None, content_credentials=credentials,
+                    synthesis_id=synthesis.synthesis_id if synthesis else None,
+                    dub_id=dub.dub_id if dub else None, content_credentials=credentials,
                     synthetic_speech=synthetic_speech)]
 
 

@@ -8,6 +8,7 @@ counted in distinct event ids, the way consumers read the results topic.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 import asyncpg
@@ -69,24 +70,31 @@ async def synthesis_statuses(stack_settings, requests) -> dict[uuid.UUID, str]:
 
 
 async def test_postgres_stopped_for_20_s_loses_and_doubles_nothing(
-    embedded_stack, stack_settings, session, results, voice
+    embedded_stack, stack_settings, session, results, voice, caplog
 ):
     voice_id, correlation = voice
     requests = requests_for(voice_id, correlation, 8)
     for request in requests[:4]:
         await session.publisher.publish(request)
-    await asyncio.to_thread(embedded_stack.down, "postgres")
-    for request in requests[4:]:
-        await session.publisher.publish(request)
-    await asyncio.sleep(OUTAGE_S)
-    await asyncio.to_thread(embedded_stack.up)
+    with caplog.at_level(logging.WARNING, logger="voxflow.outages"):
+        await asyncio.to_thread(embedded_stack.down, "postgres")
+        for request in requests[4:]:
+            await session.publisher.publish(request)
+        await asyncio.sleep(OUTAGE_S)
+        await asyncio.to_thread(embedded_stack.up)
 
-    endings = await endings_of(results, requests)
+        endings = await endings_of(results, requests)
 
     assert {synthesis_id: list(ended.values()) for synthesis_id, ended in endings.items()} == {
         request.synthesis_id: ["synthesis.completed"] for request in requests
     }
     assert set((await synthesis_statuses(stack_settings, requests)).values()) == {"completed"}
+    # the operator reads a line when it went away and one when it came back, not one per retry of every stage (a
+    # pooled connection that went stale in the outage may fail once more after the first step went through)
+    outage_lines = [record.getMessage() for record in caplog.records if record.name == "voxflow.outages"]
+    states = [line.split(" (")[0].split(" after")[0] for line in outage_lines]
+    assert states[:2] == ["PostgreSQL unavailable", "PostgreSQL answering again"], outage_lines
+    assert len(states) <= 4 and states == states[:2] * (len(states) // 2), outage_lines
 
 
 async def test_the_same_request_delivered_three_times_gets_one_result(stack_settings, session, results, voice):

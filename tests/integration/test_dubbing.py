@@ -1,6 +1,7 @@
 """Dubbing on the real services: a short video with a real speech track and a three-line SRT script, dubbed in a
 cloned voice through the client package; every line lands in its slot, the picture survives, the output carries
-the watermark and signed content credentials, and nobody reaches another tenant's media or dub."""
+the watermark and signed content credentials, `voxflow verify` traces it to its dub and consent, and nobody reaches
+another tenant's media or dub."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from processors.trust.watermark import detect_watermark
 from schemas.envelope import utc_now
 from schemas.events import DubRequested
 from tests.integration.test_client import OTHER_TENANT, client_config
-from tests.journeys import RESULT_TIMEOUT_S, TENANT, wav_of_real_speech
+from tests.integration.test_custody import verified
+from tests.journeys import RESULT_TIMEOUT_S, TENANT, eventually, wav_of_real_speech
 from voxflow import AsyncClient, DeliveryForbidden
 
 pytestmark = pytest.mark.integration
@@ -114,6 +116,11 @@ async def test_a_clip_is_dubbed_line_by_line_inside_each_slot(pipeline_settings,
                                                                                  str(consent.consent_id))
     mark = detect_watermark(track, OUTPUT_SAMPLE_RATE_HZ, pipeline_settings.watermark_key())
     assert mark.detected and mark.payload.hex() == completed.watermark_payload
+    (tmp_path / "dubbed.mp4").write_bytes(dubbed)
+    status, links = await eventually(lambda: verified(pipeline_settings, tmp_path / "dubbed.mp4"),
+                                     lambda result: result[0] == 0, timeout_s=60)
+    assert status == 0, links
+    assert str(completed.dub_id) in links["dub"]["detail"] and "'en'" in links["consent_scope"]["detail"]
 
     async with AsyncClient(client_config(pipeline_settings, worker, tenant_id=OTHER_TENANT)) as intruder:
         with pytest.raises(DeliveryForbidden):

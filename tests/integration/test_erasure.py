@@ -62,18 +62,23 @@ async def test_objects_and_profiles_are_stored_sealed(pipeline_settings, session
     assert (await session.store.get(completed.object_key))[:4] == b"RIFF"  # the operator's tools open it
 
 
+async def download(settings, worker, synthesis_id, tenant_id: str) -> tuple[int, bytes]:
+    """``GET /v1/syntheses/{id}/audio`` from the worker, signed by ``tenant_id``'s key."""
+    path = f"/v1/syntheses/{synthesis_id}/audio"
+    headers = TenantKeyFiles(settings.tenant_key_directory()).signer(tenant_id).request_headers(
+        "GET", path, int(time.time()))
+    async with aiohttp.ClientSession() as http, \
+            http.get(f"http://127.0.0.1:{worker.web_port}{path}", headers=headers) as response:
+        return response.status, await response.read()
+
+
 async def test_the_owning_tenant_downloads_its_output_from_the_worker(pipeline_settings, worker, session, results):
     voice = f"delivered-{uuid.uuid4().hex[:6]}"
     correlation, _, _ = await consented_voice(session, results, voice_id=voice)
     completed = await synthesise(session, results, voice_id=voice, correlation=correlation, text="Yours to keep.")
-    path = f"/v1/syntheses/{completed.synthesis_id}/audio"
-    tenant = TenantKeyFiles(pipeline_settings.tenant_key_directory())
 
-    async def fetch(tenant_id: str) -> tuple[int, bytes]:
-        headers = tenant.signer(tenant_id).request_headers("GET", path, int(time.time()))
-        async with aiohttp.ClientSession() as http, \
-                http.get(f"http://127.0.0.1:{worker.web_port}{path}", headers=headers) as response:
-            return response.status, await response.read()
+    def fetch(tenant_id: str):
+        return download(pipeline_settings, worker, completed.synthesis_id, tenant_id)
 
     status, audio = await fetch(TENANT)
     provenance = read_provenance(audio, "audio/wav", provenance_trust_anchors(pipeline_settings))
@@ -82,7 +87,7 @@ async def test_the_owning_tenant_downloads_its_output_from_the_worker(pipeline_s
 
 
 async def test_an_owner_erases_a_voice_and_a_copy_restored_from_backup_does_not_open(
-        pipeline_settings, session, results):
+        pipeline_settings, worker, session, results):
     voice, owner = f"erased-{uuid.uuid4().hex[:6]}", Ed25519PrivateKey.generate()
     correlation, _, _ = await consented_voice(session, results, voice_id=voice, owner_key=owner)
     completed = await synthesise(session, results, voice_id=voice, correlation=correlation, text="Soon gone.")
@@ -103,6 +108,9 @@ async def test_an_owner_erases_a_voice_and_a_copy_restored_from_backup_does_not_
     async with sealed_store(pipeline_settings) as any_reader:
         with pytest.raises(DataKeyDestroyed, match="erased"):
             await any_reader.get(completed.object_key)
+    status, answer = await download(pipeline_settings, worker, completed.synthesis_id, TENANT)
+    assert status == 410 and b"erased with its voice" in answer
+    assert (await download(pipeline_settings, worker, completed.synthesis_id, "flooder"))[0] == 404
 
 
 async def test_an_erased_voice_takes_no_new_samples(pipeline_settings, session, results):

@@ -1,6 +1,7 @@
 """The synthetic-speech score (AASIST) on real and synthetic speech, and where voxflow reports it."""
 
 import json
+import uuid
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,7 +15,7 @@ from schemas import parse_event
 from schemas.events import WatermarkDetected, WatermarkDetectionRequested
 from streams.context import StageContext
 from streams.handlers.watermark import detect_output
-from tests.unit.fakes import InMemoryStore
+from tests.unit.fakes import InMemoryStore, a_dub
 
 SENTENCE = "Good morning, everyone. Today we will read the news of the week together."
 
@@ -79,7 +80,7 @@ async def test_a_detection_result_carries_the_score_or_none_for_audio_too_short_
     long, short = await detection_of("checks/acme/long.wav"), await detection_of("checks/acme/short.wav")
 
     assert not long.detected and long.synthetic_speech.probability > 0.99
-    assert long.synthetic_speech.model == AASIST_MODEL_NAME and long.schema_version == 4
+    assert long.synthetic_speech.model == AASIST_MODEL_NAME and long.schema_version == 5
     assert short.synthetic_speech is None
 
 
@@ -103,7 +104,7 @@ async def test_a_dubs_watermark_is_traced_to_its_dub(scorer, espeak_tts):
 
     class Dubs:
         async def find_by_watermark(self, *, payload):
-            return {"dub_id": dub_id} if payload == mark.hex() else None
+            return a_dub(uuid.UUID(dub_id)) if payload == mark.hex() else None
 
     dub_id, mark, key = "00000000-0000-0000-0000-0000000000d1", bytes.fromhex("d1d2d3d4d5d6d7d8"), b"k" * 32
     speech, rate = espeak_tts.synthesize(SENTENCE, "en", voice_gender="female")

@@ -24,7 +24,7 @@ from voxflow.envelopes import signed_consent
 from streams.context import StageContext
 from streams.processing import MessageLocation, RetryPolicy, StageProcessor
 from streams.stages import STAGES
-from tests.unit.fakes import FakeAdaptations, FakeBlocks, FakeSyntheses, FakeVoices, InMemoryStore
+from tests.unit.fakes import FakeAdaptations, FakeBlocks, FakeSyntheses, FakeVoices, InMemoryStore, a_synthesis
 from tests.unit.test_processing import FakeInbox, RecordingPublisher, TrustingAuthenticator, uploaded
 
 NO_WAITING = RetryPolicy(transient_retry_s=0.05, base_delay_s=0.001, max_delay_s=0.005)
@@ -96,8 +96,8 @@ async def test_every_upstream_request_of_a_blocked_voice_ends_in_its_stages_refu
         ["consent.rejected"], ["adaptation.failed"], ["synthesis.failed"], ["watermark.detection_result"]]
     reasons = [ended[0][0].reasons[0], ended[1][0].reason, ended[2][0].reason, ended[3][0].reason]
     assert all("voice 'v' is blocked" in r and r.endswith("owner reported misuse") for r in reasons), reasons
-    assert not ended[3][0].detected
-    assert pipeline.syntheses.rows[synthesis.synthesis_id]["status"] == "failed"
+    assert not ended[3][0].detected and not ended[3][0].examined  # refused: no evidence either way
+    assert pipeline.syntheses.rows[synthesis.synthesis_id].status == "failed"
 
 
 async def test_a_blend_that_uses_a_blocked_voice_is_refused():
@@ -115,7 +115,7 @@ async def test_a_blend_that_uses_a_blocked_voice_is_refused():
 async def test_a_synthesis_under_way_stops_releasing_chunks_once_its_tenant_is_blocked():
     pipeline = Pipeline()
     synthesis_id = uuid.uuid4()
-    pipeline.syntheses.rows[synthesis_id] = {"synthesis_id": synthesis_id, "status": "accepted", "reason": None}
+    pipeline.syntheses.put(a_synthesis(synthesis_id))
     pipeline.blocks.place("tenant", "t", reason="chargeback fraud")
     chunk = SynthesisChunkRequested(tenant_id="t", voice_id="v", synthesis_id=synthesis_id, chunk_index=1,
                                     chunk_count=3, text="Second sentence.", requested_at=REQUESTED_AT)
@@ -129,7 +129,7 @@ async def test_a_synthesis_under_way_stops_releasing_chunks_once_its_tenant_is_b
     assert [e.type for e in from_synthesis + from_watermark] == ["synthesis.failed", "synthesis.failed"]
     assert from_synthesis[0].event_id == from_watermark[0].event_id  # one failure per request
     assert "chargeback fraud" in from_synthesis[0].reason and "chunks not released" in from_synthesis[0].reason
-    assert pipeline.syntheses.rows[synthesis_id]["status"] == "failed"
+    assert pipeline.syntheses.rows[synthesis_id].status == "failed"
 
 
 async def test_an_unblock_lets_the_next_request_through_within_the_cache_time():

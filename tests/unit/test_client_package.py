@@ -34,7 +34,7 @@ from streams.delivery import OutputDelivery
 from streams.metrics import WorkerMetrics
 from streams.topics import TOPIC_OF
 from streams.web import WebServer, create_web_app
-from tests.unit.fakes import InMemoryStore
+from tests.unit.fakes import InMemoryStore, a_synthesis
 from voxflow import (AsyncClient, BrokerUnreachable, Client, ClientConfig, ClientConfigError, DeliveryForbidden,
                      DeliveryUnauthorized, RequestDeadLettered, RequestFailed, ResultTimeout, SynthesisNotAvailable,
                      VoiceErased, schema)
@@ -382,13 +382,13 @@ async def delivery_endpoint(rows: dict, store: InMemoryStore):
 
 
 def row(tenant_id="acme", status="completed"):
-    return {"tenant_id": tenant_id, "status": status, "object_key": f"syntheses/{tenant_id}/v/{uuid.uuid4()}.wav"}
+    return a_synthesis(tenant_id=tenant_id, status=status, object_key=f"syntheses/{tenant_id}/v/{uuid.uuid4()}.wav")
 
 
 async def test_a_download_is_signed_by_the_tenant_and_refusals_are_named():
     mine, theirs, pending = (uuid.uuid4() for _ in range(3))
     rows = {mine: row(), theirs: row("other"), pending: row(status="chunking")}
-    store = InMemoryStore({rows[mine]["object_key"]: b"RIFF-watermarked"})
+    store = InMemoryStore({rows[mine].object_key: b"RIFF-watermarked"})
 
     async with delivery_endpoint(rows, store) as url:
         client, stranger = AsyncClient(config(delivery_url=url)), AsyncClient(config(delivery_url=url,

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from infra.records import ProfileVersion
 from processors.audio.codec_quality import encode_wav
 
 from processors.trust.consent import (
@@ -190,7 +191,7 @@ class LatestProfile:
         self.profile = profile
 
     async def latest(self, *, voice_id):
-        return None if self.profile is None else {"voice_id": voice_id, "version": 1, "profile": self.profile.to_dict()}
+        return None if self.profile is None else ProfileVersion(voice_id, 1, self.profile.to_dict())
 
 
 class HeardPhrase:

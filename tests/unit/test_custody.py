@@ -13,7 +13,7 @@ from processors.trust.consent import ConsentDocument, raw_public_key, sign_conse
 from processors.trust.custody import (
     ConsentFacts,
     CustodyEvidence,
-    SynthesisFacts,
+    OutputFacts,
     covering_checkpoint,
     custody_report,
 )
@@ -58,8 +58,8 @@ def evidence() -> CustodyEvidence:
     return CustodyEvidence(
         provenance=ProvenanceReport("valid", claims=claims, signer="voxflow (issued by dev root)"),
         watermark=WatermarkDetection(True, PAYLOAD, 0.99),
-        synthesis=SynthesisFacts(SYNTHESIS_ID, "acme", "v-1", CONSENT_ID, "narration", "en", "completed",
-                                 REQUESTED_AT, PAYLOAD.hex()),
+        output=OutputFacts("synthesis", SYNTHESIS_ID, "acme", "v-1", CONSENT_ID, "narration", ("en",), "completed",
+                           REQUESTED_AT, PAYLOAD.hex()),
         consent=consent(),
         completion=log[1], checkpoint=checkpoint, chain_segment=log[1:],
         worker_public_key=raw_public_key(WORKER_KEY), audit_key=AUDIT_KEY,
@@ -109,13 +109,13 @@ def test_a_consent_document_changed_after_signing_fails_its_signature(evidence):
 
 @pytest.mark.parametrize("synthesis_changes, consent_changes, reason", [
     ({"purpose": "advertising"}, {}, "purpose 'advertising' not granted"),
-    ({"language": "de"}, {}, "language 'de' not granted"),
+    ({"languages": ("de",)}, {}, "language 'de' not granted"),
     ({"requested_at": REQUESTED_AT + timedelta(days=60)}, {}, "consent expired"),
     ({}, {"revoked_at": REQUESTED_AT - timedelta(hours=1)}, "consent revoked at"),
 ])
 def test_a_synthesis_outside_the_consents_scope_fails_with_the_reason(evidence, synthesis_changes, consent_changes,
                                                                       reason):
-    outside = dataclasses.replace(evidence, synthesis=dataclasses.replace(evidence.synthesis, **synthesis_changes),
+    outside = dataclasses.replace(evidence, output=dataclasses.replace(evidence.output, **synthesis_changes),
                                   consent=dataclasses.replace(evidence.consent, **consent_changes))
 
     assert reason in failed(custody_report(outside))["consent_scope"]
@@ -129,7 +129,7 @@ def test_a_manifest_naming_another_voice_than_the_synthesis_fails(evidence):
 
 
 def test_no_synthesis_fails_every_link_that_depends_on_it(evidence):
-    unknown = dataclasses.replace(evidence, synthesis=None, consent=None, completion=None, checkpoint=None,
+    unknown = dataclasses.replace(evidence, output=None, consent=None, completion=None, checkpoint=None,
                                   chain_segment=[])
 
     assert set(failed(custody_report(unknown))) == {"synthesis", "consent_signature", "consent_scope", "audit_record",
@@ -172,3 +172,24 @@ def test_the_covering_checkpoint_is_the_first_at_or_after_the_entry():
     assert covering_checkpoint(checkpoints, 3).sequence == 5
     assert covering_checkpoint(checkpoints, 2).sequence == 2
     assert covering_checkpoint(checkpoints, 10) is None
+
+
+def dubbed(evidence: CustodyEvidence, *languages: str) -> CustodyEvidence:
+    """The evidence of a dub in ``languages`` under a consent to dub in English and French."""
+    output = dataclasses.replace(evidence.output, kind="dub", purpose="dubbing", languages=languages)
+    document = dataclasses.replace(evidence.consent.document, purposes=("dubbing",), languages=("en", "fr"))
+    signed = ConsentFacts(document, sign_consent(document, OWNER_KEY), raw_public_key(OWNER_KEY))
+    return dataclasses.replace(evidence, output=output, consent=signed)
+
+
+def test_a_dub_within_its_consent_holds_with_a_dub_link(evidence):
+    report = custody_report(dubbed(evidence, "en", "fr"))
+
+    links = {link.name: link for link in report.links}
+    assert "dub" in links and "synthesis" not in links
+    assert links["dub"].ok and f"dub {SYNTHESIS_ID}" in links["dub"].detail
+    assert links["consent_scope"].ok and "'en', 'fr'" in links["consent_scope"].detail
+
+
+def test_a_dub_speaking_a_language_its_consent_lacks_fails_its_scope(evidence):
+    assert "language 'de' not granted" in failed(custody_report(dubbed(evidence, "en", "de")))["consent_scope"]

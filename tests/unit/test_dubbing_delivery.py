@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from processors.trust.signing import EventSigner
 from streams.delivery import DeliveryRefused, OutputDelivery
-from tests.unit.fakes import InMemoryStore
+from tests.unit.fakes import InMemoryStore, a_dub
 from tests.unit.test_delivery import NOW, Keys, Syntheses
 
 ACME, EVIL = EventSigner(Ed25519PrivateKey.generate()), EventSigner(Ed25519PrivateKey.generate())
@@ -34,13 +35,13 @@ async def fetch(service, dub_id, signer=ACME):
 def dub():
     dub_id = uuid.uuid4()
     key = f"syntheses/acme/v/{dub_id}/dub.mp4"
-    return dub_id, {"tenant_id": "acme", "status": "completed", "output_key": key, "media_type": "video/mp4"}
+    return dub_id, a_dub(dub_id, tenant_id="acme", status="completed", output_key=key, media_type="video/mp4")
 
 
 async def test_the_owning_tenant_gets_the_dubbed_video(dub):
     dub_id, row = dub
 
-    media = await fetch(delivery({dub_id: row}, InMemoryStore({row["output_key"]: b"....ftypisom"})), dub_id)
+    media = await fetch(delivery({dub_id: row}, InMemoryStore({row.output_key: b"....ftypisom"})), dub_id)
 
     assert (media.data, media.media_type) == (b"....ftypisom", "video/mp4")
 
@@ -52,7 +53,7 @@ async def test_the_owning_tenant_gets_the_dubbed_video(dub):
 ])
 async def test_every_other_request_is_refused_saying_why(dub, case, status, words):
     dub_id, row = dub
-    rows = {} if case == "unknown" else {dub_id: {**row, "status": "accepted"} if case == "not completed" else row}
+    rows = {} if case == "unknown" else {dub_id: replace(row, status="accepted") if case == "not completed" else row}
 
     with pytest.raises(DeliveryRefused) as refused:
         await fetch(delivery(rows, InMemoryStore()), dub_id, EVIL if case == "another tenant" else ACME)

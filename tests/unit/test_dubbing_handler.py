@@ -15,25 +15,11 @@ from processors.audio.codec_quality import encode_wav
 from schemas.events import DubRequested
 from streams.context import StageContext
 from streams.handlers.dubbing import dub_media, fail_dub
-from tests.unit.fakes import FakeSyntheses, FakeVoices, InMemoryStore
+from tests.unit.fakes import FakeDubs, FakeSyntheses, FakeVoices, InMemoryStore, a_dub, a_synthesis, stored_consent
 from voxflow.envelopes import signed_consent
 
 TENANT, VOICE = "acme", "narrator-1"
 SCRIPT = "1\n00:00:00,500 --> 00:00:02,000\nHello.\n"
-
-
-class FakeDubs:
-    def __init__(self, rows: dict | None = None):
-        self.rows = rows or {}
-
-    async def get(self, *, dub_id):
-        return self.rows.get(dub_id)
-
-    async def record_request(self, *, dub_id, status, reason=None, **fields):
-        self.rows.setdefault(dub_id, {"dub_id": dub_id, "status": status, "reason": reason, **fields})
-
-    async def mark_failed(self, *, dub_id, reason):
-        self.rows[dub_id] = {**self.rows[dub_id], "status": "failed", "reason": reason}
 
 
 MEDIA_KEY = f"uploads/{TENANT}/{VOICE}/clip.wav"
@@ -42,11 +28,6 @@ MEDIA_KEY = f"uploads/{TENANT}/{VOICE}/clip.wav"
 def request(script_text: str | None = SCRIPT, **fields) -> DubRequested:
     return DubRequested(tenant_id=TENANT, voice_id=VOICE, media_key=MEDIA_KEY,
                         script_format=fields.pop("script_format", "srt"), script_text=script_text, **fields)
-
-
-class ConsentedVoices(FakeVoices):
-    async def get_voice(self, *, voice_id):
-        return {"voice_id": voice_id, "tenant_id": TENANT, "protected": False}
 
 
 class EnglishDubbingConsent:
@@ -58,7 +39,7 @@ class EnglishDubbingConsent:
                                        statement_text="I consent.")
 
     async def current_for_voice(self, *, voice_id, now):
-        return {"consent_id": self.document.consent_id, "document": self.document.model_dump(mode="json"), "uses": 0}
+        return stored_consent(self.document)
 
 
 def three_seconds_of_sound() -> bytes:
@@ -68,18 +49,19 @@ def three_seconds_of_sound() -> bytes:
 def context(dubs: FakeDubs, store: InMemoryStore | None = None) -> StageContext:
     voices = FakeVoices()
     voices.owners[VOICE] = TENANT
-    return StageContext(repos=SimpleNamespace(dubs=dubs, voices=voices, syntheses=FakeSyntheses()),
+    return StageContext(repos=SimpleNamespace(dubs=dubs, voices=voices, syntheses=FakeSyntheses(dubs)),
                         store=store or InMemoryStore(), watermark_key=b"k" * 32)
 
 
 async def test_a_redelivered_request_of_a_finished_dub_gets_the_same_ending_and_no_new_work():
     event = request()
-    row = {"dub_id": event.dub_id, "status": "completed", "output_key": f"syntheses/{TENANT}/{VOICE}/x/dub.mp4",
-           "media_type": "video/mp4", "watermark_payload": "00" * 8, "duration_s": 3.0, "latency_s": 1.0,
-           "placements": [{"segment_index": 0, "slot_start_s": 0.5, "slot_end_s": 2.0, "start_s": 0.5,
-                           "end_s": 1.4, "tempo": 1.0}], "overflows": []}
+    dub = a_dub(event.dub_id, tenant_id=TENANT, voice_id=VOICE, status="completed",
+                output_key=f"syntheses/{TENANT}/{VOICE}/x/dub.mp4", media_type="video/mp4",
+                watermark_payload="00" * 8, duration_s=3.0, latency_s=1.0, overflows=[],
+                placements=[{"segment_index": 0, "slot_start_s": 0.5, "slot_end_s": 2.0, "start_s": 0.5,
+                             "end_s": 1.4, "tempo": 1.0}])
 
-    first, again = [await dub_media(event, context(FakeDubs({event.dub_id: row}))) for _ in range(2)]
+    first, again = [await dub_media(event, context(FakeDubs(dub))) for _ in range(2)]
 
     assert [e.type for e in first] == ["dub.completed"] and first[0].event_id == again[0].event_id
     assert first[0].placements[0].end_s == 1.4
@@ -93,7 +75,7 @@ async def test_a_script_that_does_not_parse_fails_the_dub_naming_the_line():
 
     assert [e.type for e in outcomes] == ["dub.failed"]
     assert "segment 1 (line 2): ends at 1.000 s" in outcomes[0].reason
-    assert dubs.rows[event.dub_id]["status"] == "failed"
+    assert dubs.rows[event.dub_id].status == "failed"
 
 
 async def test_media_missing_from_the_store_fails_the_dub():
@@ -114,12 +96,12 @@ async def test_a_dub_for_a_voice_the_tenant_has_not_got_fails_without_a_row():
 @pytest.mark.parametrize("status, endings", [("accepted", ["dub.failed"]), ("completed", []), ("failed", [])])
 async def test_a_dub_a_stage_gave_up_on_ends_failed_unless_it_had_ended(status, endings):
     event = request()
-    dubs = FakeDubs({event.dub_id: {"dub_id": event.dub_id, "status": status, "reason": None}})
+    dubs = FakeDubs(a_dub(event.dub_id, status=status))
 
     outcomes = await fail_dub(event, context(dubs), "dead-lettered: boom")
 
     assert [e.type for e in outcomes] == endings
-    assert dubs.rows[event.dub_id]["status"] == ("failed" if status == "accepted" else status)
+    assert dubs.rows[event.dub_id].status == ("failed" if status == "accepted" else status)
 
 
 async def test_a_script_kept_in_the_store_is_read_from_there_and_its_lines_checked():
@@ -135,7 +117,7 @@ async def test_the_languages_the_script_names_must_be_in_the_consent():
     script = json.dumps([{"start": 0.5, "end": 1.5, "text": "Buenos días.", "language": "es"},
                          {"start": 1.6, "end": 2.8, "text": "Hola.", "language": "es"}])
     dub_context = context(FakeDubs(), InMemoryStore({MEDIA_KEY: three_seconds_of_sound()}))
-    dub_context.repos.voices, dub_context.repos.consents = ConsentedVoices(), EnglishDubbingConsent()
+    dub_context.repos.consents = EnglishDubbingConsent()
 
     outcomes = await dub_media(request(script, script_format="json"), dub_context)
 
@@ -158,8 +140,8 @@ async def test_a_dub_over_the_voices_rate_window_is_refused_like_a_synthesis():
     dub_context = context(FakeDubs(), InMemoryStore({MEDIA_KEY: three_seconds_of_sound()}))
     limit = dub_context.limits.voice_synthesis_rate_limit
     now = dub_context.clock()
-    dub_context.repos.syntheses.rows = {n: {"tenant_id": TENANT, "voice_id": VOICE, "requested_at": now}
-                                        for n in range(limit)}
+    for _ in range(limit):
+        dub_context.repos.syntheses.put(a_synthesis(tenant_id=TENANT, voice_id=VOICE, requested_at=now))
 
     outcomes = await dub_media(request(), dub_context)
 

@@ -45,7 +45,7 @@ async def test_corrupt_audio_is_rejected_with_a_reason_and_recorded():
     (rejected,) = await ingest_sample(event, context)
 
     assert rejected.type == "sample.rejected" and rejected.reasons
-    assert context.repos.samples.decisions[event.sample_id]["status"] == "rejected"
+    assert context.repos.samples.rows[event.sample_id].status == "rejected"
 
 
 async def test_an_event_pointing_at_a_missing_object_is_rejected():

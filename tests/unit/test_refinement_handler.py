@@ -14,7 +14,7 @@ from processors.errors import FittingDivergedError
 from schemas.events import AdaptationRefinementRequested
 from streams.context import StageContext
 from streams.handlers.refinement import refine_voice
-from tests.unit.fakes import CollectedProgress, FakeCurrentConsents, FakeProfiles, InMemoryStore
+from tests.unit.fakes import CollectedProgress, FakeCurrentConsents, FakeProfiles, InMemoryStore, a_consent
 
 
 class OffsetRefiner:
@@ -40,7 +40,7 @@ def stored(english_kokoro_profile):
 def refinement_context(profiles, refiner, transcriber, kokoro_engine, kokoro_synthesizer, stock_voices):
     models = SimpleNamespace(kokoro=kokoro_synthesizer, stock_voices=stock_voices, transcriber=transcriber,
                              engine_for=lambda name: kokoro_engine)
-    repos = SimpleNamespace(profiles=profiles, consents=FakeCurrentConsents({"consent_id": uuid.uuid4()}))
+    repos = SimpleNamespace(profiles=profiles, consents=FakeCurrentConsents(a_consent()))
     return StageContext(repos=repos, store=InMemoryStore(), watermark_key=b"k" * 32, models=models, refiner=refiner,
                         progress=CollectedProgress())
 
@@ -83,7 +83,7 @@ async def test_a_kept_fit_is_a_new_refined_version_with_progress_on_the_way(
     assert ready.type == "voice.ready" and ready.tier == "refined" and ready.profile_version == 2
     assert ready.similarity_objective == pytest.approx(0.73)
     assert [event.percent for event in context.progress.events] == [33.3, 66.7, 100.0]
-    refined = profiles.rows[("v1", 2)]["profile"]["kokoro_voice"]["style_offset"]
+    refined = profiles.rows[("v1", 2)].profile["kokoro_voice"]["style_offset"]
     assert refined[:4] == pytest.approx([0.01] * 4) and refined[4:] == [0.0] * 252
     assert (await refine_voice(request, context))[0].profile_version == 2  # a redelivery saves nothing new
 

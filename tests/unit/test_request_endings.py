@@ -13,7 +13,8 @@ from schemas.events import (SynthesisChunkReady, SynthesisChunkRequested, Synthe
 from streams.context import StageContext
 from streams.handlers.synthesis import fail_synthesis, synthesize_chunk
 from streams.handlers.watermark import release_output
-from tests.unit.fakes import FakeSyntheses, InMemoryStore
+from infra.records import SynthesisChunk
+from tests.unit.fakes import FakeSyntheses, InMemoryStore, a_synthesis
 
 REQUESTED_AT = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -38,35 +39,35 @@ async def test_a_request_the_stage_gave_up_on_before_recording_it_is_recorded_fa
     outcomes = await fail_synthesis(event, context_with(syntheses), "HandlerError: boom")
 
     assert [(o.type, o.reason) for o in outcomes] == [("synthesis.failed", "HandlerError: boom")]
-    assert syntheses.rows[event.synthesis_id]["status"] == "failed"
+    assert syntheses.rows[event.synthesis_id].status == "failed"
 
 
 async def test_an_accepted_request_whose_chunk_was_given_up_on_ends_failed():
     syntheses, event = FakeSyntheses(), request()
-    syntheses.rows[event.synthesis_id] = {"status": "accepted"}
+    syntheses.put(a_synthesis(event.synthesis_id))
 
     outcomes = await fail_synthesis(produced(event.synthesis_id), context_with(syntheses), "gave up")
 
     assert [o.type for o in outcomes] == ["synthesis.failed"]
-    assert syntheses.rows[event.synthesis_id] == {"status": "failed", "reason": "gave up"}
+    assert (syntheses.rows[event.synthesis_id].status, syntheses.rows[event.synthesis_id].reason) == ("failed",
+                                                                                                    "gave up")
 
 
 async def test_a_request_that_already_completed_is_not_failed_afterwards():
     syntheses, event = FakeSyntheses(), request()
-    syntheses.rows[event.synthesis_id] = {"status": "completed"}
+    syntheses.put(a_synthesis(event.synthesis_id, status="completed"))
 
     assert await fail_synthesis(produced(event.synthesis_id), context_with(syntheses), "late failure") == []
-    assert syntheses.rows[event.synthesis_id]["status"] == "completed"
+    assert syntheses.rows[event.synthesis_id].status == "completed"
 
 
 async def test_a_redelivered_last_chunk_of_a_completed_synthesis_re_sends_its_chunk_ready_completion_and_scoring():
     syntheses, event = FakeSyntheses(), produced(request().synthesis_id)
-    syntheses.rows[event.synthesis_id] = {
-        "status": "completed", "object_key": "syntheses/t/v/output.wav", "watermark_payload": "ab" * 8, "latency_s": 2.0,
-        "rtf": 0.4, "duration_s": 1.5,
-    }
-    syntheses.chunks[(event.synthesis_id, 0)] = {"object_key": "syntheses/t/v/chunk-0000.wav",
-                                                 "released_at": REQUESTED_AT + timedelta(seconds=1.2)}
+    syntheses.put(a_synthesis(event.synthesis_id, status="completed", object_key="syntheses/t/v/output.wav",
+                              watermark_payload="ab" * 8, latency_s=2.0, rtf=0.4, duration_s=1.5))
+    syntheses.chunks[(event.synthesis_id, 0)] = SynthesisChunk(
+        event.synthesis_id, 0, duration_s=1.5, compute_s=0.6, object_key="syntheses/t/v/chunk-0000.wav",
+        released_at=REQUESTED_AT + timedelta(seconds=1.2))
 
     outcomes = await release_output(event, context_with(syntheses))
 
@@ -83,9 +84,8 @@ async def test_a_redelivered_chunk_request_whose_chunk_was_recorded_but_not_sent
     event = SynthesisChunkRequested(tenant_id="t", voice_id="v", synthesis_id=synthesis_id, chunk_index=0,
                                     chunk_count=1, text="Hello there.", requested_at=REQUESTED_AT)
     raw_key = "syntheses/t/v/chunk-0000.unmarked.wav"
-    syntheses.rows[synthesis_id] = {"status": "accepted", "consent_id": None, "reason": None}
-    syntheses.chunks[(synthesis_id, 0)] = {"raw_key": raw_key, "duration_s": 1.5, "compute_s": 0.3,
-                                           "released_at": None}
+    syntheses.put(a_synthesis(synthesis_id))
+    syntheses.chunks[(synthesis_id, 0)] = SynthesisChunk(synthesis_id, 0, duration_s=1.5, compute_s=0.3, raw_key=raw_key)
     context = context_with(syntheses)
     await context.store.put(raw_key, encode_wav(np.zeros(24000 * 3 // 2, dtype=np.float32), 24000))
 
