@@ -357,15 +357,9 @@ class AdaptationJobRepository:
         """waiting, completed or failed; None for a request never recorded."""
         return await self.pool.fetchval("SELECT status FROM adaptation_jobs WHERE adaptation_id = $1", adaptation_id)
 
-    async def waiting_requests(self, *, voice_id: str) -> list[dict[str, Any]]:
-        rows = await self.pool.fetch(
-            "SELECT request FROM adaptation_jobs WHERE voice_id = $1 AND status = 'waiting' ORDER BY updated_at",
-            voice_id,
-        )
-        return [row["request"] for row in rows]
-
     async def waiting_requests_by_voice(self, *, voice_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-        """``waiting_requests`` for each of ``voice_ids`` in one query; a voice without any is left out."""
+        """The parked requests (as sent) of each of ``voice_ids``, oldest first, in one query; a voice without any is
+        left out."""
         rows = await self.pool.fetch(
             "SELECT voice_id, request FROM adaptation_jobs WHERE voice_id = ANY($1::text[]) AND status = 'waiting'"
             " ORDER BY updated_at",

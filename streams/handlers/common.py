@@ -6,7 +6,6 @@ import uuid
 
 from infra.encrypted_store import INBOX_AREAS
 from infra.records import SynthesisRecord
-from infra.repositories import VoiceErased, VoiceOwnedByAnotherTenant
 from schemas.envelope import Event
 from schemas.events import AdaptationRequested, SynthesisFailed
 from streams.context import StageContext
@@ -16,17 +15,13 @@ REVOKED_MID_STREAM = "consent revoked"
 
 async def claim_voice(event: Event, context: StageContext) -> str | None:
     """Register the voice to the event's tenant; returns a rejection reason if another tenant owns it or it was erased."""
-    try:
-        await context.repos.voices.ensure_voice(voice_id=event.voice_id, tenant_id=event.tenant_id)
-    except (VoiceOwnedByAnotherTenant, VoiceErased) as error:
-        return str(error)
-    return None
+    (refusal,) = await claim_voices([event], context)
+    return refusal
 
 
 async def resend_waiting_adaptations(voice_id: str, context: StageContext) -> list[Event]:
     """Adaptations parked until consent or samples were decided get another look."""
-    requests = await context.repos.adaptations.waiting_requests(voice_id=voice_id)
-    return [AdaptationRequested.model_validate(request) for request in requests]
+    return (await waiting_adaptations_by_voice([voice_id], context)).get(voice_id, [])
 
 
 async def claim_voices(events: list[Event], context: StageContext) -> list[str | None]:

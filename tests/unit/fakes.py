@@ -175,11 +175,8 @@ class FakeAdaptations:
         self.waiting = waiting or []
         self.statuses: dict = {}
 
-    async def waiting_requests(self, *, voice_id):
-        return [r for r in self.waiting if r["voice_id"] == voice_id]
-
     async def waiting_requests_by_voice(self, *, voice_ids):
-        waiting = {voice_id: await self.waiting_requests(voice_id=voice_id) for voice_id in voice_ids}
+        waiting = {voice_id: [r for r in self.waiting if r["voice_id"] == voice_id] for voice_id in voice_ids}
         return {voice_id: requests for voice_id, requests in waiting.items() if requests}
 
     async def status(self, *, adaptation_id):
