@@ -44,6 +44,7 @@ class ConsentRecord:
     status: str  # verified | rejected | revoked
     document: dict[str, Any]
     signature: bytes
+    reasons: list[str] = field(default_factory=list)  # why it was rejected
     uses: int = 0
     revoked_at: datetime | None = None
 

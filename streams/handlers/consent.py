@@ -167,7 +167,8 @@ def _as_stored(decision: ConsentDecision) -> ConsentRecord:
     """The record a decision leaves, for a later grant of the same consent in the batch to find."""
     return ConsentRecord(consent_id=decision.consent_id, voice_id=decision.voice_id, tenant_id=decision.tenant_id,
                          owner_id=decision.owner_id, owner_public_key=decision.owner_public_key,
-                         status=decision.status, document=decision.document, signature=decision.signature)
+                         status=decision.status, document=decision.document, signature=decision.signature,
+                         reasons=decision.reasons)
 
 
 def _replayed_grant(event: ConsentGranted, stored: ConsentRecord | None) -> str | None:

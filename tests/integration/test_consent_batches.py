@@ -62,7 +62,7 @@ async def test_voices_are_claimed_together_as_if_one_after_the_other(repos):
 
     assert [type(r) for r in refusals] == [type(None), VoiceOwnedByAnotherTenant, VoiceOwnedByAnotherTenant,
                                            VoiceErased, type(None)]
-    assert (await repos.voices.get_voice(voice_id=new))["tenant_id"] == "t"
+    assert (await repos.voices.get_voice(voice_id=new)).tenant_id == "t"
 
 
 async def test_a_batch_of_forged_copied_replayed_and_good_grants_gives_each_its_answer(repos):
@@ -87,7 +87,7 @@ async def test_a_batch_of_forged_copied_replayed_and_good_grants_gives_each_its_
     assert reasons[3].startswith("replayed grant") and "belongs to another tenant" in reasons[4]
     assert "was erased" in reasons[5] and "expired" in reasons[6]
     stored = await repos.consents.get_many(consent_ids=[e.consent_id for e in batch])
-    assert {e.voice_id: stored[e.consent_id]["status"] for e in batch if e.consent_id in stored} == {
+    assert {e.voice_id: stored[e.consent_id].status for e in batch if e.consent_id in stored} == {
         batch[0].voice_id: "verified", batch[1].voice_id: "rejected", revoked.voice_id: "revoked",
         batch[6].voice_id: "rejected", batch[7].voice_id: "verified"}
 
@@ -135,5 +135,5 @@ async def test_a_batch_and_the_same_grants_one_by_one_store_the_same_decisions(r
     assert shape(batched) == shape(one_by_one)
     for events in (batch, alone):
         stored = await repos.consents.get_many(consent_ids=[e.consent_id for e in events])
-        assert sorted((row["status"], len(row["reasons"])) for row in stored.values()) == [
+        assert sorted((consent.status, len(consent.reasons)) for consent in stored.values()) == [
             ("rejected", 1), ("verified", 0), ("verified", 0)]

@@ -86,7 +86,7 @@ async def test_profiles_are_versioned_and_replays_do_not_add_versions(pool, stac
                                      profile={"n": 2}) == 2
     assert await repos.profiles.save(voice_id=voice, tenant_id="t", adaptation_id=first, sample_ids=[], embedding=embedding,
                                      profile={"n": 1}) == 1
-    assert (await repos.profiles.latest(voice_id=voice))["profile"] == {"n": 2}
+    assert (await repos.profiles.latest(voice_id=voice)).profile == {"n": 2}
 
 
 async def test_tampering_with_the_audit_log_is_detected_at_the_altered_entry(pool, stack_settings):

@@ -137,7 +137,8 @@ class FakeConsents:
             consent_id=decision.consent_id, voice_id=decision.voice_id, tenant_id=decision.tenant_id,
             owner_id=decision.owner_id, owner_public_key=decision.owner_public_key,
             status=decision.status if revoked_at is None else "revoked", document=decision.document,
-            signature=decision.signature, uses=self.uses.get(decision.consent_id, 0), revoked_at=revoked_at)
+            signature=decision.signature, reasons=list(decision.reasons), uses=self.uses.get(decision.consent_id, 0),
+            revoked_at=revoked_at)
 
     async def statement_embedding(self, *, consent_id):
         decision = next((d for d in self.decisions if d.consent_id == consent_id), None)
