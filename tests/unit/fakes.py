@@ -14,7 +14,8 @@ from infra.data_keys import WrappedDataKey
 from infra.errors import ObjectNotFound
 from infra.records import (ConsentRecord, DubRecord, ProfileVersion, SampleRecord, SynthesisChunk, SynthesisRecord,
                            VoiceRecord)
-from infra.repositories import Block, StalledDub, StalledSynthesis, VoiceErased, VoiceOwnedByAnotherTenant
+from infra.repositories import (Block, ConsentDecision, StalledDub, StalledSynthesis, VoiceErased,
+                                VoiceOwnedByAnotherTenant)
 from streams.context import Limits, StageContext
 
 STORED_AT = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
@@ -69,8 +70,9 @@ class FakeVoices:
         return refusals
 
     async def get_voice(self, *, voice_id) -> VoiceRecord | None:
-        if voice_id not in self.owners:
-            return None
+        return self.record(voice_id) if voice_id in self.owners else None
+
+    def record(self, voice_id: str) -> VoiceRecord:
         return VoiceRecord(voice_id, self.owners[voice_id], protected=voice_id in self.protected,
                            review_cleared_at=STORED_AT if voice_id in self.cleared else None,
                            erased_at=STORED_AT if voice_id in self.erased else None)
@@ -114,6 +116,15 @@ class FakeConsents:
         self.decisions = []
         self.revocations: dict = {}  # consent id → revoked at
         self.uses: dict = {}  # consent id → uses claimed
+
+    def verified(self, granted) -> None:
+        """Store ``granted`` (a signed ``consent.granted``) as verified, as the consent stage would."""
+        self.decisions.append(ConsentDecision(
+            consent_id=granted.consent_id, voice_id=granted.voice_id, tenant_id=granted.tenant_id,
+            owner_id=granted.owner_id, owner_public_key=b"", status="verified", reasons=[],
+            purposes=list(granted.purposes), languages=list(granted.languages), issued_at=granted.issued_at,
+            expires_at=granted.expires_at, max_uses=granted.max_uses, document=granted.model_dump(mode="json"),
+            signature=b""))
 
     async def record_decision(self, decision):
         if await self.get(consent_id=decision.consent_id) is None:  # the table keeps a consent's first decision
@@ -243,11 +254,8 @@ class FakeProfiles:
         query = np.asarray(embedding, dtype=np.float32)
         candidates = [(voice_id, float(np.dot(query, stored) / (np.linalg.norm(query) * np.linalg.norm(stored))))
                       for (voice_id, _), stored in self.embeddings.items()
-                      if voice_id in self.voices.owners and eligible(self._voice(voice_id))]
+                      if voice_id in self.voices.owners and eligible(self.voices.record(voice_id))]
         return max(candidates, key=lambda candidate: candidate[1], default=None)
-
-    def _voice(self, voice_id: str) -> VoiceRecord:
-        return VoiceRecord(voice_id, self.voices.owners[voice_id], protected=voice_id in self.voices.protected)
 
 
 class FakeCurrentConsents(FakeConsents):

@@ -11,7 +11,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.records import SampleRecord
-from infra.repositories import ConsentDecision
 from processors.audio.codec_quality import encode_wav
 from schemas.events import AdaptationRequested
 from streams.context import Limits, StageContext
@@ -25,13 +24,9 @@ TENANT, VOICE = "acme", "narrator-1"
 
 
 def verified_consent(consents: FakeConsents) -> None:
-    granted = signed_consent(Ed25519PrivateKey.generate(), tenant_id=TENANT, voice_id=VOICE, owner_id="owner-1",
-                             purposes=["narration"], languages=["en"], statement_text="I consent.")
-    consents.decisions.append(ConsentDecision(
-        consent_id=granted.consent_id, voice_id=VOICE, tenant_id=TENANT, owner_id=granted.owner_id,
-        owner_public_key=b"", status="verified", reasons=[], purposes=["narration"], languages=["en"],
-        issued_at=granted.issued_at, expires_at=granted.expires_at, max_uses=None,
-        document=granted.model_dump(mode="json"), signature=b""))
+    consents.verified(signed_consent(Ed25519PrivateKey.generate(), tenant_id=TENANT, voice_id=VOICE,
+                                     owner_id="owner-1", purposes=["narration"], languages=["en"],
+                                     statement_text="I consent."))
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.repositories import ConsentDecision
 from processors.audio.codec_quality import decode_audio, resample, to_mono
 from processors.constants import CHUNK_PAUSE_MS, OUTPUT_SAMPLE_RATE_HZ
 from processors.synthesis.engine import SynthesisOutput
@@ -32,11 +31,7 @@ def consents_with_one_grant(max_uses: int) -> FakeConsents:
     granted = signed_consent(Ed25519PrivateKey.generate(), tenant_id=TENANT, voice_id=VOICE, owner_id="owner-1",
                              purposes=["narration"], languages=["en"], statement_text="I consent.", max_uses=max_uses)
     consents = FakeConsents()
-    consents.decisions.append(ConsentDecision(
-        consent_id=granted.consent_id, voice_id=VOICE, tenant_id=TENANT, owner_id=granted.owner_id,
-        owner_public_key=b"", status="verified", reasons=[], purposes=list(granted.purposes),
-        languages=list(granted.languages), issued_at=granted.issued_at, expires_at=granted.expires_at,
-        max_uses=max_uses, document=granted.model_dump(mode="json"), signature=b""))
+    consents.verified(granted)
     return consents
 
 
